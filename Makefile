@@ -1,0 +1,54 @@
+# faregate: `make run` (demo gateway on http://127.0.0.1:4000) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_KEY ?= sk-faregate-demo
+APT_PACKAGES := nginx wrk
+
+.PHONY: install run test lint bench bench-compare system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian packages the tests and the benchmark start themselves (on loopback, free ports).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+run: install
+	@echo ""
+	@echo "  faregate demo on http://127.0.0.1:4000  (mock provider, no upstream keys needed)"
+	@echo "  demo key: $(DEMO_KEY)"
+	@echo "  try:  curl -s http://127.0.0.1:4000/v1/chat/completions -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
+	@echo ""
+	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml
+
+test: install system-deps
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q tests/test_module_size.py
+
+bench: install system-deps
+	$(PY) -m bench
+
+bench-compare: install system-deps
+	$(PY) -m bench --compare
+
+clean:
+	rm -rf $(VENV) .faregate .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,243 @@
+"""YAML -> validated ``Config``, with every problem named by its path.
+
+Checks here need no secrets; resolving references is the keyring's job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from faregate.config.schema import PROVIDER_TYPES, Config
+from faregate.errors import ConfigError, Problem
+
+
+def closest(name: str, candidates: typing.Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, candidates: typing.Iterable[str]) -> str:
+    match = closest(name, candidates)
+    return f" (did you mean '{match}'?)" if match else ""
+
+
+def format_path(loc: typing.Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one silently."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged by construct_mapping below
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:  # construct_mapping reports an unhashable key with its line
+            continue
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem("", f"config file {path} does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("", f"config file {path} cannot be read: {exc}")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem("", f"{path}: YAML syntax error{where}: {problem}")]) from None
+    if data is None:
+        raise ConfigError([Problem("", f"config file {path} is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", f"config file {path} must hold a mapping at the top, not a {type(data).__name__}")])
+    return data
+
+
+def _model_at(loc: typing.Sequence[int | str]) -> type[BaseModel] | None:
+    """The schema class that owns the last element of ``loc`` (to suggest valid keys)."""
+    annotation: Any = Config
+    for part in loc[:-1]:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        else:
+            args = typing.get_args(annotation)
+            if not args:
+                return None
+            annotation = args[-1]
+    annotation = _unwrap(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = err["loc"]
+        path = format_path(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            owner = _model_at(loc)
+            hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
+            message = f"unknown key '{loc[-1]}'{hint}"
+            path = format_path(loc[:-1]) or "(top level)"
+        elif kind == "literal_error" and loc and loc[-1] == "type":
+            hint = did_you_mean(err["input"], PROVIDER_TYPES) if isinstance(err["input"], str) else ""
+            message = f"unknown provider type {err['input']!r}{hint}; supported: {', '.join(PROVIDER_TYPES)}"
+        elif kind == "literal_error" and isinstance(err["input"], str):
+            message = f"{err['msg']} (got {err['input']!r}){did_you_mean(err['input'], _literal_choices(loc))}"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif _is_secret_field(loc):  # never echo what may be a secret
+            message = err["msg"]
+        else:
+            message = f"{err['msg']} (got {err['input']!r})" if not isinstance(err["input"], dict | list) else err["msg"]
+        problems.append(Problem(path, message))
+    return problems
+
+
+def _literal_choices(loc: typing.Sequence[int | str]) -> tuple[str, ...]:
+    """The values the ``Literal`` field at ``loc`` accepts (to suggest the closest one)."""
+    owner = _model_at(loc)
+    field = owner.model_fields.get(str(loc[-1])) if owner else None
+    if field is None:
+        return ()
+    annotation = _unwrap(field.annotation)
+    if typing.get_origin(annotation) is not typing.Literal:
+        return ()
+    return tuple(str(a) for a in typing.get_args(annotation))
+
+
+_SECRET_FIELDS = frozenset({"key", "master_key"})
+
+
+def _is_secret_field(loc: typing.Sequence[int | str]) -> bool:
+    """A field that holds a secret reference, or a header value (which may carry a token)."""
+    return bool(loc) and (loc[-1] in _SECRET_FIELDS or (len(loc) >= 2 and loc[-2] == "headers"))
+
+
+def validate(data: Any) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc)) from None
+
+
+def semantic_problems(config: Config) -> list[Problem]:
+    """Cross-references and policy warnings that the schema alone cannot express."""
+    problems: list[Problem] = []
+    server = config.server
+    if server.auth == "key" and not server.master_key:
+        problems.append(Problem("server.master_key", "no master key: set one (e.g. ${FAREGATE_MASTER_KEY}) or write `auth: none` to run without auth on loopback only"))
+    if config.state.redis:
+        problems.append(Problem("state.redis", "Redis is not used by this version yet; limits and cooldowns are per process", "warning"))
+    for name, provider in config.providers.items():
+        path = f"providers.{name}"
+        if provider.type != "mock":
+            for field in ("stream_chunks", "chunk_delay"):
+                if getattr(provider, field) is not None:
+                    problems.append(Problem(f"{path}.{field}", f"only valid for providers of type mock, not {provider.type}"))
+        if provider.type == "mock" and provider.credentials:
+            problems.append(Problem(f"{path}.credentials", "the mock provider takes no credentials", "warning"))
+        ids: set[str] = set()
+        for i, cred in enumerate(provider.credentials):
+            cpath = f"{path}.credentials[{i}]"
+            if (cred.key is None) == (cred.key_file is None):
+                problems.append(Problem(cpath, "give exactly one of key (an env reference) or key_file"))
+            cid = cred.id or ("default" if len(provider.credentials) == 1 else f"key{i}")
+            if cid in ids:
+                problems.append(Problem(f"{cpath}.id", f"duplicate credential id '{cid}'"))
+            ids.add(cid)
+    for model, deployments in config.models.items():
+        if not deployments:
+            problems.append(Problem(f"models.{model}", "has no deployments"))
+        for i, dep in enumerate(deployments):
+            dpath = f"models.{model}[{i}]"
+            if dep.provider not in config.providers:
+                problems.append(Problem(f"{dpath}.provider", f"unknown provider '{dep.provider}'{did_you_mean(dep.provider, config.providers)}"))
+            if dep.weight == 0:
+                problems.append(Problem(f"{dpath}.weight", "weight 0 disables this deployment (the default is 1)", "warning"))
+            if dep.rpm is not None or dep.tpm is not None:
+                problems.append(Problem(dpath, "rpm/tpm limits are not enforced by this version yet", "warning"))
+        if deployments and all(d.weight == 0 for d in deployments):
+            problems.append(Problem(f"models.{model}", "no enabled deployment (every weight is 0): every request will get 503", "warning"))
+    for model, targets in config.fallbacks.items():
+        if model not in config.models:
+            problems.append(Problem(f"fallbacks.{model}", f"unknown model '{model}'{did_you_mean(model, config.models)}"))
+        for i, target in enumerate(targets):
+            if target not in config.models:
+                problems.append(Problem(f"fallbacks.{model}[{i}]", f"unknown model '{target}'{did_you_mean(target, config.models)}"))
+            elif target == model:
+                problems.append(Problem(f"fallbacks.{model}[{i}]", "a model cannot fall back to itself"))
+    problems.extend(_fallback_cycles(config.fallbacks))
+    return problems
+
+
+def _fallback_cycles(fallbacks: dict[str, list[str]]) -> list[Problem]:
+    problems: list[Problem] = []
+    reported: set[frozenset[str]] = set()
+
+    def walk(node: str, trail: list[str]) -> None:
+        for nxt in fallbacks.get(node, []):
+            if nxt in trail:
+                cycle = [*trail[trail.index(nxt):], nxt]
+                key = frozenset(cycle)
+                if len(cycle) > 2 and key not in reported:
+                    reported.add(key)
+                    problems.append(Problem(f"fallbacks.{cycle[0]}", "fallback cycle: " + " -> ".join(cycle) + " (only the requested model's own fallbacks are followed, so the loop is never walked)", "warning"))
+            elif len(trail) < 50:
+                walk(nxt, [*trail, nxt])
+
+    for start in fallbacks:
+        walk(start, [start])
+    return problems
+
+
+def load_config(path: Path) -> tuple[Config, list[Problem]]:
+    """Read and validate; raise ConfigError with every error, else return the config and its warnings."""
+    config = validate(read_yaml(path))
+    problems = semantic_problems(config)
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    return config, problems

@@ -1,0 +1,33 @@
+"""Settings handed from ``faregate serve`` to its worker processes through the environment.
+
+The only place (with ``credentials``) that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_ENV = "FAREGATE_CONFIG"
+METRICS_DIR_ENV = "FAREGATE_METRICS_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    config_path: Path
+    metrics_dir: Path | None
+
+
+def export(config_path: Path, metrics_dir: Path | None) -> None:
+    os.environ[CONFIG_ENV] = str(config_path)
+    if metrics_dir is not None:
+        os.environ[METRICS_DIR_ENV] = str(metrics_dir)
+
+
+def current() -> Runtime:
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: start workers with `faregate serve -c FILE`")
+    metrics = os.environ.get(METRICS_DIR_ENV)
+    return Runtime(Path(path), Path(metrics) if metrics else None)

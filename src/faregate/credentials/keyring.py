@@ -1,0 +1,139 @@
+"""The keyring: loads a config into a generation (resolving every secret), holds the current one,
+and owns the per-generation credential pools. The only writer of credential state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from faregate.config.load import load_config
+from faregate.config.schema import Config
+from faregate.credentials.pool import CredentialPool
+from faregate.credentials.refs import RefError, expand_env, resolve_env_ref, resolve_key_file
+from faregate.errors import ConfigError, Problem
+from faregate.generation import Credential, Generation, compile_generation
+from faregate.types import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one request captures at its start: a generation and the credential pools built for it."""
+
+    generation: Generation
+    pools: Mapping[str, CredentialPool]
+
+
+def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation, list[Problem]]:
+    """Read, validate and resolve a config into a generation. Raises ConfigError listing every error."""
+    config, problems = load_config(path)
+    base_dir = path.parent
+    credentials: dict[str, tuple[Credential, ...]] = {}
+    headers: dict[str, tuple[tuple[str, str], ...]] = {}
+    base_urls: dict[str, str | None] = {}
+    watched = [path.resolve()]
+    seen: dict[str, str] = {}
+    for name, provider in config.providers.items():
+        creds: list[Credential] = []
+        for i, cred in enumerate(provider.credentials):
+            cpath = f"providers.{name}.credentials[{i}]"
+            cid = cred.id or ("default" if len(provider.credentials) == 1 else f"key{i}")
+            try:
+                if cred.key_file is not None:
+                    file = Path(cred.key_file)
+                    watched.append((file if file.is_absolute() else base_dir / file).resolve())
+                    secret = resolve_key_file(cred.key_file, base_dir)
+                else:
+                    secret = resolve_env_ref(cred.key or "", env)
+            except RefError as exc:
+                field = "key_file" if cred.key_file is not None else "key"
+                problems.append(Problem(f"{cpath}.{field}", str(exc)))
+                continue
+            first = seen.setdefault(secret.fingerprint, cpath)
+            if first != cpath:
+                problems.append(Problem(cpath, f"the same key as {first} (fingerprint {secret.fingerprint})", "warning"))
+            creds.append(Credential(provider=name, id=cid, secret=secret, weight=cred.weight, retiring=cred.retiring))
+        if not provider.credentials:
+            if provider.type != "mock":
+                problems.append(Problem(f"providers.{name}", "no credentials: requests are sent without an API key", "warning"))
+            creds.append(Credential(provider=name, id="none", secret=None))
+        credentials[name] = tuple(creds)
+        headers[name] = _headers(name, provider.headers, env, problems)
+        base_urls[name] = _expand(f"providers.{name}.base_url", provider.base_url, env, problems)
+    master_key = _master_key(config, env, problems)
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    generation = compile_generation(
+        config,
+        source=path.resolve(),
+        credentials=credentials,
+        headers=headers,
+        base_urls=base_urls,
+        master_key=master_key,
+        watched_files=tuple(dict.fromkeys(watched)),
+    )
+    return generation, problems
+
+
+def _headers(name: str, raw: Mapping[str, str], env: Mapping[str, str] | None, problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for header, value in raw.items():
+        expanded = _expand(f"providers.{name}.headers.{header}", value, env, problems)
+        if expanded is not None:
+            out.append((header.lower(), expanded))
+    return tuple(out)
+
+
+def _expand(path: str, value: str | None, env: Mapping[str, str] | None, problems: list[Problem]) -> str | None:
+    if value is None:
+        return None
+    try:
+        return expand_env(value, env)
+    except RefError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+
+
+def _master_key(config: Config, env: Mapping[str, str] | None, problems: list[Problem]) -> Secret | None:
+    if config.server.master_key is None:
+        return None
+    try:
+        return resolve_env_ref(config.server.master_key, env)
+    except RefError as exc:
+        problems.append(Problem("server.master_key", str(exc)))
+        return None
+
+
+class Keyring:
+    """Holds the current snapshot. Swapping it is one assignment; a request reads ``current`` once."""
+
+    def __init__(self, generation: Generation, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self.current = self._snapshot(generation)
+
+    def _snapshot(self, generation: Generation) -> Snapshot:
+        pools = {
+            name: CredentialPool(p.credentials, p.strategy, self._rng) for name, p in generation.providers.items()
+        }
+        return Snapshot(generation=generation, pools=MappingProxyType(pools))
+
+    def install(self, generation: Generation) -> Snapshot:
+        self.current = self._snapshot(generation)
+        return self.current
+
+    def reload(self, path: Path | None = None) -> tuple[Snapshot, list[Problem]]:
+        """Build a new generation from the config file; on any error the current one stays (ConfigError)."""
+        generation, warnings = build(path or self.current.generation.source)
+        return self.install(generation), warnings
+
+
+def master_key_matches(generation: Generation, presented: str) -> bool:
+    """Constant-time comparison of a presented key with the master key."""
+    master = generation.master_key
+    if master is None:
+        return False
+    return hmac.compare_digest(presented.encode(), master.reveal().encode())

@@ -1,0 +1,187 @@
+"""Every failure faregate can report, and how each one looks on the wire.
+
+The tree (one class per failure a client or an operator must tell apart)::
+
+    FaregateError                      status  type / code
+    ├── RequestError                   4xx     our verdict on the client's request
+    │   ├── InvalidRequest             400     invalid_request_error / invalid_request | invalid_json | missing_field | invalid_type
+    │   ├── BodyTooLarge               413     invalid_request_error / request_too_large
+    │   ├── AuthenticationFailed       401     authentication_error / invalid_api_key
+    │   ├── ModelNotFound              404     invalid_request_error / model_not_found
+    │   ├── RouteNotFound              404     invalid_request_error / unknown_url
+    │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
+    ├── UpstreamError                  —       one attempt on one deployment failed (collected, rarely shown alone)
+    │   ├── UpstreamRejected           4xx     the provider refused the request itself: passed through to the client
+    │   ├── CredentialRejected         401/403 the provider refused our credential: try the next deployment
+    │   ├── UpstreamRateLimited        429     the provider's rate limit or quota: cool the deployment down
+    │   ├── UpstreamServerError        5xx     the provider failed
+    │   ├── UpstreamTimeout            —       connect, first byte or idle timeout
+    │   ├── UpstreamConnectionError    —       refused, reset, DNS, TLS
+    │   └── UpstreamProtocolError      —       a reply we cannot read (bad JSON, truncated body)
+    ├── NoDeploymentAvailable          503     service_unavailable / no_deployment_available (names every deployment's reason)
+    └── InternalError                  500     server_error / internal_error (a bug: logged with its traceback, never shown)
+
+    ConfigError                        —       a config that cannot be used; carries every problem with its path
+
+Only ``upstream.py`` turns the HTTP client's exceptions into ``UpstreamError``s; provider
+adapters turn provider error *bodies* into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+class FaregateError(Exception):
+    """Base of every error faregate reports to a client."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra response headers this error implies (e.g. Retry-After)."""
+        return []
+
+    def openai_body(self) -> bytes:
+        return openai_error_body(self.message, self.type, self.code, self.param)
+
+
+def openai_error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+class RequestError(FaregateError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class InvalidRequest(RequestError):
+    pass
+
+
+class BodyTooLarge(RequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(RequestError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(RequestError):
+    status = 404
+    code = "model_not_found"
+
+
+class RouteNotFound(RequestError):
+    status = 404
+    code = "unknown_url"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UpstreamError(FaregateError):
+    """One attempt failed. ``reason`` is the short operator-facing phrase used in 503 messages."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    retriable = True
+
+    def __init__(self, reason: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(reason, code=code)
+        self.reason = reason
+        self.upstream_status = status
+
+
+class UpstreamRejected(UpstreamError):
+    """A provider 4xx about the request itself; the client gets the provider's status and message."""
+
+    retriable = False
+
+    def __init__(self, reason: str, *, status: int, body: bytes, content_type: bytes) -> None:
+        super().__init__(reason, status=status)
+        self.body = body
+        self.content_type = content_type
+
+
+class CredentialRejected(UpstreamError):
+    pass
+
+
+class UpstreamRateLimited(UpstreamError):
+    def __init__(self, reason: str, *, status: int = 429, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class UpstreamServerError(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class UpstreamConnectionError(UpstreamError):
+    pass
+
+
+class UpstreamProtocolError(UpstreamError):
+    pass
+
+
+class NoDeploymentAvailable(FaregateError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_deployment_available"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
+
+
+class InternalError(FaregateError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong (or worth a warning) in a config, with the path where it is."""
+
+    path: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}" if self.path else f"{self.severity}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. ``problems`` lists every error (and the warnings found with them)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__("; ".join(str(p) for p in errors) or "invalid config")

@@ -1,0 +1,133 @@
+"""Composition root: one Gateway per worker process.
+
+Holds the keyring (and through it the current generation: one attribute), deployment health,
+the one upstream client, metrics, and the one set of background tasks. Everything else receives
+what it needs from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from faregate.credentials.keyring import Keyring, build
+from faregate.errors import ConfigError
+from faregate.health import Health
+from faregate.observability import logging as logs
+from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
+from faregate.pipeline import Exchange, Pipeline
+from faregate.upstream import Upstream
+
+log = logging.getLogger("faregate.gateway")
+METRICS_FLUSH_SECONDS = 1.0
+
+
+class Gateway:
+    def __init__(self, config_path: Path, metrics_dir: Path | None = None) -> None:
+        generation, warnings = build(config_path)
+        for problem in warnings:
+            log.warning(str(problem))
+        self.keyring = Keyring(generation)
+        self.health = Health()
+        self.upstream = Upstream()
+        self.pipeline = Pipeline(self.health, self.upstream)
+        self.metrics = Metrics()
+        self.metrics_dir = metrics_dir
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.started = time.time()
+
+    # lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.upstream.start()
+        if self.metrics_dir is not None:
+            self.spawn(self._flush_metrics())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.upstream.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """The one place background work starts; tasks are kept and cancelled at stop."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reload(self) -> list[str]:
+        """Load the config again; on any error the current generation keeps serving (ConfigError)."""
+        try:
+            _, warnings = self.keyring.reload()
+        except ConfigError:
+            log.error("reload failed; the current generation keeps serving")
+            raise
+        return [str(w) for w in warnings]
+
+    # per request ---------------------------------------------------------------------------------
+    def finish(self, ex: Exchange, now: float) -> None:
+        """Record a finished request: metrics and the one log line."""
+        elapsed = now - ex.started
+        model = ex.model or "-"
+        deployment = ex.deployment.label if ex.deployment else "-"
+        m = self.metrics
+        m.inc("faregate_requests_total", (model, deployment, str(ex.status)))
+        m.observe("faregate_request_duration_seconds", (model,), elapsed)
+        if ex.ttfb is not None:
+            m.observe("faregate_time_to_first_token_seconds", (model,), ex.ttfb)
+        usage = ex.usage
+        if usage is not None:
+            m.inc("faregate_tokens_total", (model, "prompt"), usage.prompt_tokens)
+            m.inc("faregate_tokens_total", (model, "completion"), usage.completion_tokens)
+        if ex.cost:
+            m.inc("faregate_cost_usd_total", (model,), ex.cost)
+        for label, kind in ex.failures:
+            m.inc("faregate_upstream_errors_total", (label, kind))
+        if self.keyring.current.generation.server.log_requests:
+            logs.access(
+                {
+                    "request_id": ex.request_id,
+                    "endpoint": ex.endpoint,
+                    "model": ex.model or None,
+                    "stream": ex.stream,
+                    "deployment": ex.deployment.label if ex.deployment else None,
+                    "credential": ex.credential.label if ex.credential else None,
+                    "generation": ex.generation.id if ex.generation else None,
+                    "fallback_from": ex.fallback_from,
+                    "status": ex.status,
+                    "error": ex.error_code,
+                    "attempts": ex.attempts,
+                    "latency_ms": round(elapsed * 1000, 2),
+                    "ttfb_ms": round(ex.ttfb * 1000, 2) if ex.ttfb is not None else None,
+                    "prompt_tokens": usage.prompt_tokens if usage else None,
+                    "completion_tokens": usage.completion_tokens if usage else None,
+                    "cost_usd": ex.cost,
+                }
+            )
+
+    # metrics -------------------------------------------------------------------------------------
+    def _gauges(self) -> dict[str, dict[Labels, float]]:
+        now = time.time()
+        cooling: dict[Labels, float] = {(label,): 1.0 for label, _, _ in self.health.cooling(now)}
+        return {"faregate_deployment_cooldown": cooling, "faregate_requests_in_flight": {(): float(self.metrics.in_flight)}}
+
+    def render_metrics(self) -> bytes:
+        own = self.metrics.snapshot(self._gauges())
+        if self.metrics_dir is None:
+            return render([(True, own)])
+        write_snapshot(self.metrics_dir, own)
+        return render(read_snapshots(self.metrics_dir))
+
+    async def _flush_metrics(self) -> None:
+        assert self.metrics_dir is not None
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_SECONDS)
+            if self.metrics.dirty or self.health.cooling(time.time()):
+                self.metrics.dirty = False
+                try:
+                    write_snapshot(self.metrics_dir, self.metrics.snapshot(self._gauges()))
+                except OSError as exc:
+                    log.warning(f"cannot write metrics snapshot: {exc}")

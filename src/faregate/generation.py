@@ -1,0 +1,199 @@
+"""The Generation: the immutable compiled view of one config read.
+
+Everything a request needs (providers with their credentials already resolved, each model's
+deployments in priority tiers, fallbacks, routing policy, prices) lives in one frozen value with
+an id derived from its resolved content. A worker swaps generations by replacing one reference;
+a request captures one generation at its start and uses only it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import orjson
+
+from faregate.config.prices import price_table
+from faregate.config.schema import Config, DeploymentConfig, ServerConfig
+from faregate.types import Price, Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    provider: str
+    id: str
+    secret: Secret | None  # None: a provider that needs no key (mock, keyless local servers)
+    weight: int = 1
+    retiring: bool = False
+    label: str = field(init=False)  # `<provider>/<id>:<fingerprint>`, the x-faregate-credential value
+
+    def __post_init__(self) -> None:
+        fp = self.secret.fingerprint if self.secret is not None else "none"
+        object.__setattr__(self, "label", f"{self.provider}/{self.id}:{fp}")
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    type: str
+    base_url: str
+    headers: tuple[tuple[str, str], ...]
+    timeout: float
+    connect_timeout: float
+    credentials: tuple[Credential, ...]
+    strategy: str
+    stream_chunks: int
+    chunk_delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    label: str  # `<provider>/<upstream model>`: how operators and messages name it
+    public_model: str
+    provider: Provider
+    model: str
+    weight: int
+    priority: int
+    price: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    name: str
+    deployments: tuple[Deployment, ...]
+    tiers: tuple[tuple[Deployment, ...], ...]  # enabled deployments grouped by priority, lowest first
+    price: Price | None  # the dearest enabled deployment's price; None when any enabled one is unpriced
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    retries: int
+    cooldown_failures: int
+    cooldown_seconds: float
+    max_fallback_cost_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: str
+    loaded_at: float
+    source: Path
+    server: ServerConfig
+    master_key: Secret | None
+    providers: Mapping[str, Provider]
+    models: Mapping[str, ModelRoute]
+    fallbacks: Mapping[str, tuple[str, ...]]
+    policy: Policy
+    prices: Mapping[str, Price]
+    watched_files: tuple[Path, ...]
+
+    def secrets(self) -> tuple[Secret, ...]:
+        found = [c.secret for p in self.providers.values() for c in p.credentials if c.secret is not None]
+        if self.master_key is not None:
+            found.append(self.master_key)
+        return tuple(found)
+
+    def scrub(self, data: bytes) -> bytes:
+        """Remove any credential of this generation from text bound for a client (error paths only)."""
+        for secret in self.secrets():
+            value = secret.reveal().encode()
+            if value in data:
+                data = data.replace(value, f"[redacted:{secret.fingerprint}]".encode())
+        return data
+
+
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "mock": "mock://local"}
+
+
+def compile_generation(
+    config: Config,
+    *,
+    source: Path,
+    credentials: Mapping[str, tuple[Credential, ...]],
+    headers: Mapping[str, tuple[tuple[str, str], ...]],
+    base_urls: Mapping[str, str | None],
+    master_key: Secret | None,
+    watched_files: tuple[Path, ...],
+) -> Generation:
+    """Build the generation from a validated config and already-resolved secrets. Pure but for the clock."""
+    providers = {
+        name: Provider(
+            name=name,
+            type=p.type,
+            base_url=(base_urls.get(name) or DEFAULT_BASE_URLS[p.type]).rstrip("/"),
+            headers=headers.get(name, ()),
+            timeout=p.timeout,
+            connect_timeout=p.connect_timeout,
+            credentials=credentials.get(name, ()),
+            strategy=p.credential_strategy,
+            stream_chunks=p.stream_chunks or 8,
+            chunk_delay=0.02 if p.chunk_delay is None else p.chunk_delay,
+        )
+        for name, p in config.providers.items()
+    }
+    prices = price_table(config.prices)
+    models = {name: _route(name, deps, providers, prices) for name, deps in config.models.items()}
+    policy = Policy(
+        retries=config.routing.retries,
+        cooldown_failures=config.routing.cooldown.failures,
+        cooldown_seconds=config.routing.cooldown.seconds,
+        max_fallback_cost_ratio=config.routing.max_fallback_cost_ratio,
+    )
+    return Generation(
+        id=_generation_id(config, credentials, master_key),
+        loaded_at=time.time(),
+        source=source,
+        server=config.server,
+        master_key=master_key,
+        providers=MappingProxyType(providers),
+        models=MappingProxyType(models),
+        fallbacks=MappingProxyType({k: tuple(v) for k, v in config.fallbacks.items()}),
+        policy=policy,
+        prices=MappingProxyType(prices),
+        watched_files=watched_files,
+    )
+
+
+def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Provider], prices: Mapping[str, Price]) -> ModelRoute:
+    deployments: list[Deployment] = []
+    labels: dict[str, int] = {}
+    for d in deps:
+        label = f"{d.provider}/{d.model}"
+        labels[label] = labels.get(label, 0) + 1
+        if labels[label] > 1:
+            label = f"{label}#{labels[label]}"
+        deployments.append(
+            Deployment(
+                label=label,
+                public_model=name,
+                provider=providers[d.provider],
+                model=d.model,
+                weight=d.weight,
+                priority=d.priority,
+                price=prices.get(d.model),
+            )
+        )
+    enabled = [d for d in deployments if d.weight > 0]
+    tiers = tuple(tuple(d for d in enabled if d.priority == p) for p in sorted({d.priority for d in enabled}))
+    price: Price | None = None
+    if enabled and all(d.price is not None for d in enabled):
+        price = Price(
+            input=max(d.price.input for d in enabled if d.price),
+            output=max(d.price.output for d in enabled if d.price),
+        )
+    return ModelRoute(name=name, deployments=tuple(deployments), tiers=tiers, price=price)
+
+
+def _generation_id(config: Config, credentials: Mapping[str, tuple[Credential, ...]], master_key: Secret | None) -> str:
+    digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+    for provider in sorted(credentials):
+        for cred in credentials[provider]:
+            if cred.secret is not None:
+                digest.update(f"{cred.label}={hashlib.sha256(cred.secret.reveal().encode()).hexdigest()}".encode())
+    if master_key is not None:
+        digest.update(hashlib.sha256(master_key.reveal().encode()).digest())
+    return digest.hexdigest()[:12]

@@ -1,0 +1,64 @@
+"""Per-worker deployment health: consecutive failures and cooldowns. Plain methods, no awaits.
+
+Keyed by deployment label (`provider/upstream model`), so a reload that keeps a deployment keeps
+its cooldown, and one that removes it forgets it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from faregate.errors import UpstreamError, UpstreamRateLimited
+from faregate.generation import Policy
+
+
+def clock_time(epoch: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
+
+
+@dataclass(slots=True)
+class _State:
+    failures: int = 0
+    until: float = 0.0
+    reason: str = ""
+
+
+class Health:
+    def __init__(self) -> None:
+        self._states: dict[str, _State] = {}
+
+    def blocked(self, label: str, now: float) -> str | None:
+        """Why this deployment must not be tried now, or None."""
+        state = self._states.get(label)
+        if state is None or state.until <= now:
+            return None
+        return f"cooling down until {clock_time(state.until)} after {state.reason}"
+
+    def cooldown_remaining(self, label: str, now: float) -> float:
+        state = self._states.get(label)
+        return max(0.0, state.until - now) if state else 0.0
+
+    def success(self, label: str) -> None:
+        state = self._states.get(label)
+        if state is not None and state.failures:
+            state.failures = 0
+
+    def failure(self, label: str, error: UpstreamError, now: float, policy: Policy) -> None:
+        state = self._states.setdefault(label, _State())
+        if isinstance(error, UpstreamRateLimited):
+            seconds = error.retry_after if error.retry_after is not None else policy.cooldown_seconds
+            self._cool(state, now + max(seconds, 0.0), error.reason)
+            return
+        state.failures += 1
+        if state.failures >= policy.cooldown_failures and policy.cooldown_seconds > 0:
+            self._cool(state, now + policy.cooldown_seconds, f"{state.failures} consecutive failures, last: {error.reason}")
+
+    @staticmethod
+    def _cool(state: _State, until: float, reason: str) -> None:
+        state.until = max(state.until, until)
+        state.reason = reason
+        state.failures = 0
+
+    def cooling(self, now: float) -> list[tuple[str, float, str]]:
+        return [(label, s.until, s.reason) for label, s in self._states.items() if s.until > now]

@@ -1,0 +1,149 @@
+"""Prometheus metrics without locks on the hot path.
+
+Each worker counts in plain dicts. With several workers, each writes a snapshot of its counts to a
+shared directory (at most once a second, off the request path); ``/metrics`` on any worker merges
+every worker's latest snapshot with its own live counts. Nothing here runs per streamed chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "faregate_requests_total": ("counter", "Requests answered, by public model, deployment and HTTP status", ("model", "deployment", "status")),
+    "faregate_request_duration_seconds": ("histogram", "Time from arrival to the last byte sent", ("model",)),
+    "faregate_time_to_first_token_seconds": ("histogram", "Time from arrival to the first streamed upstream byte", ("model",)),
+    "faregate_tokens_total": ("counter", "Tokens reported by upstreams", ("model", "kind")),
+    "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model",)),
+    "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
+    "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
+    "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),
+}
+
+Labels = tuple[str, ...]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[Labels, float]] = {}
+        self.histograms: dict[str, dict[Labels, list[float]]] = {}  # bucket counts..., sum, count
+        self.in_flight = 0
+        self.dirty = False
+
+    def inc(self, name: str, labels: Labels, value: float = 1.0) -> None:
+        series = self.counters.setdefault(name, {})
+        series[labels] = series.get(labels, 0.0) + value
+        self.dirty = True
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        series = self.histograms.setdefault(name, {})
+        row = series.get(labels)
+        if row is None:
+            row = series[labels] = [0.0] * (len(BUCKETS) + 2)
+        for i, bound in enumerate(BUCKETS):
+            if value <= bound:
+                row[i] += 1
+                break
+        row[-2] += value
+        row[-1] += 1
+        self.dirty = True
+
+    def snapshot(self, gauges: dict[str, dict[Labels, float]]) -> dict[str, Any]:
+        return {
+            "c": [[n, list(k), v] for n, s in self.counters.items() for k, v in s.items()],
+            "h": [[n, list(k), v] for n, s in self.histograms.items() for k, v in s.items()],
+            "g": [[n, list(k), v] for n, s in gauges.items() for k, v in s.items()],
+        }
+
+
+def write_snapshot(directory: Path, snapshot: dict[str, Any]) -> None:
+    tmp = directory / f".{os.getpid()}.tmp"
+    tmp.write_bytes(orjson.dumps(snapshot))
+    tmp.replace(directory / f"{os.getpid()}.json")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_snapshots(directory: Path) -> list[tuple[bool, dict[str, Any]]]:
+    """Every worker's latest snapshot, with whether that worker is still alive (its gauges count only then)."""
+    out = []
+    for file in directory.glob("*.json"):
+        try:
+            out.append((_alive(int(file.stem)), orjson.loads(file.read_bytes())))
+        except (ValueError, OSError, orjson.JSONDecodeError):
+            continue
+    return out
+
+
+def render(snapshots: Iterable[tuple[bool, dict[str, Any]]]) -> bytes:
+    counters: dict[str, dict[Labels, float]] = {}
+    histograms: dict[str, dict[Labels, list[float]]] = {}
+    gauges: dict[str, dict[Labels, float]] = {}
+    for alive, snap in snapshots:
+        for name, labels, value in snap["c"]:
+            series = counters.setdefault(name, {})
+            series[tuple(labels)] = series.get(tuple(labels), 0.0) + value
+        for name, labels, row in snap["h"]:
+            hseries = histograms.setdefault(name, {})
+            have = hseries.setdefault(tuple(labels), [0.0] * len(row))
+            for i, v in enumerate(row):
+                have[i] += v
+        if alive:
+            for name, labels, value in snap["g"]:
+                gseries = gauges.setdefault(name, {})
+                key = tuple(labels)
+                gseries[key] = max(gseries.get(key, 0.0), value) if name == "faregate_deployment_cooldown" else gseries.get(key, 0.0) + value
+    lines: list[str] = []
+    for name, (kind, help_text, label_names) in SPEC.items():
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        if kind == "histogram":
+            for labels, row in sorted(histograms.get(name, {}).items()):
+                base = _labels(label_names, labels)
+                cumulative = 0.0
+                for bound, count in zip(BUCKETS, row, strict=False):
+                    cumulative += count
+                    lines.append(f"{name}_bucket{_join(base, _le(f'{bound:g}'))} {cumulative:g}")
+                lines.append(f"{name}_bucket{_join(base, _le('+Inf'))} {row[-1]:g}")
+                lines.append(f"{name}_sum{_wrap(base)} {row[-2]:.6f}")
+                lines.append(f"{name}_count{_wrap(base)} {row[-1]:g}")
+        else:
+            source = counters if kind == "counter" else gauges
+            for labels, value in sorted(source.get(name, {}).items()):
+                lines.append(f"{name}{_wrap(_labels(label_names, labels))} {value:g}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: tuple[str, ...], values: Labels) -> str:
+    return ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=False))
+
+
+def _le(bound: str) -> str:
+    return 'le="' + bound + '"'
+
+
+def _join(base: str, extra: str) -> str:
+    return "{" + (f"{base},{extra}" if base else extra) + "}"
+
+
+def _wrap(base: str) -> str:
+    return "{" + base + "}" if base else ""

@@ -1,0 +1,225 @@
+"""THE hot path, top to bottom: model -> plan -> credential -> adapter -> upstream -> answer.
+
+The caller (server) has authenticated and parsed the request and hands over the snapshot it
+captured; everything here uses only that snapshot. Failures of single attempts are collected and,
+when nothing could answer, raised as one NoDeploymentAvailable that names every deployment's reason.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from faregate import costs
+from faregate.credentials.keyring import Snapshot
+from faregate.errors import (
+    CredentialRejected,
+    ModelNotFound,
+    NoDeploymentAvailable,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRejected,
+)
+from faregate.generation import Credential, Deployment, Generation, Policy
+from faregate.health import Health
+from faregate.providers import LOCAL, SUPPORTED, mock, openai
+from faregate.routing import fallback_chain, plan
+from faregate.types import Endpoint, Usage
+from faregate.upstream import HEARTBEAT, Upstream, paced
+
+SSE_HEARTBEAT = b": keep-alive\n\n"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one request did; filled in as it goes, read for headers, metrics and the log line."""
+
+    request_id: str
+    endpoint: Endpoint
+    started: float  # perf_counter at arrival
+    model: str = ""
+    stream: bool = False
+    generation: Generation | None = None
+    deployment: Deployment | None = None
+    credential: Credential | None = None
+    fallback_from: str | None = None
+    status: int = 0
+    usage: Usage | None = None
+    ttfb: float | None = None
+    error_code: str | None = None
+    attempts: int = 0
+    cost: float | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (deployment label, error class)
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    content_type: bytes
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+class Pipeline:
+    def __init__(self, health: Health, upstream: Upstream, rng: random.Random | None = None) -> None:
+        self.health = health
+        self.upstream = upstream
+        self.rng = rng or random.Random()
+
+    async def run(self, snap: Snapshot, ex: Exchange, payload: dict[str, Any]) -> Answer:
+        gen = snap.generation
+        ex.generation = gen
+        route = gen.models.get(ex.model)
+        if route is None:
+            raise ModelNotFound(_unknown_model_message(ex.model, gen), param="model")
+        failures: list[str] = []
+        now = time.time()
+
+        def blocked(label: str) -> str | None:
+            return self.health.blocked(label, now)
+
+        for target, refusal in [(route, None), *fallback_chain(gen, route)]:
+            if refusal is not None:
+                failures.append(refusal)
+                continue
+            prefix = "" if target is route else f"fallback {target.name} -> "
+            the_plan = plan(target, gen, blocked, self.rng)
+            for dep in the_plan.candidates:
+                if ex.endpoint not in SUPPORTED[dep.provider.type]:
+                    failures.append(f"{prefix}{dep.label}: provider type {dep.provider.type} has no {ex.endpoint} endpoint")
+                    continue
+                try:
+                    answer = await self._attempt(snap, ex, dep, payload)
+                except UpstreamError as err:
+                    ex.failures.append((dep.label, type(err).__name__))
+                    failures.append(f"{prefix}{dep.label}: {err.reason}")
+                    continue
+                if target is not route:
+                    ex.fallback_from = route.name
+                return answer
+            failures.extend(f"{prefix}{dep.label}: {reason}" for dep, reason in the_plan.skipped)
+            if not the_plan.candidates and not the_plan.skipped:
+                failures.append(f"{prefix}{target.name}: no deployments")
+        waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
+        retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
+        raise NoDeploymentAvailable(f"no deployment available for model '{ex.model}': " + "; ".join(failures), retry_after=retry_after)
+
+    async def _attempt(self, snap: Snapshot, ex: Exchange, dep: Deployment, payload: dict[str, Any]) -> Answer:
+        provider = dep.provider
+        pool = snap.pools[provider.name]
+        now = time.time()
+        credential = pool.choose(now)
+        if credential is None:
+            raise CredentialRejected(pool.unusable_reason(now))
+        ex.deployment, ex.credential = dep, credential
+        ex.attempts += 1
+        policy = snap.generation.policy
+        try:
+            if provider.type in LOCAL:
+                return self._local(ex, dep, payload, policy)
+            request = openai.build(ex.endpoint, dep, credential, payload)
+            reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
+            if reply.status >= 300:
+                body = await reply.read()
+                raise openai.classify_error(reply.status, reply.headers, body, reply.content_type, time.time())
+            if ex.stream:
+                self.health.success(dep.label)
+                heartbeat = snap.generation.server.stream_heartbeat
+                return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy))
+            body = await reply.read()
+            self._account(ex, dep, body)
+            self.health.success(dep.label)
+            return Answer(reply.status, reply.content_type, body)
+        except UpstreamRejected as err:
+            self.health.success(dep.label)
+            return _passthrough(snap.generation, dep, err)
+        except CredentialRejected as err:
+            pool.reject(credential, err.reason)
+            raise
+        except UpstreamError as err:
+            self.health.failure(dep.label, err, time.time(), policy)
+            raise
+
+    def _local(self, ex: Exchange, dep: Deployment, payload: dict[str, Any], policy: Policy) -> Answer:
+        reply = mock.answer(ex.endpoint, dep, payload)
+        if reply.status >= 300:
+            raise openai.classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
+        self.health.success(dep.label)
+        if reply.events:
+            stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay), policy)
+            return Answer(reply.status, reply.content_type, stream=stream)
+        self._account(ex, dep, reply.body)
+        return Answer(reply.status, reply.content_type, reply.body)
+
+    @staticmethod
+    def _account(ex: Exchange, dep: Deployment, body: bytes) -> None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError("reply is not valid JSON") from exc
+        ex.usage = openai.usage_of(data)
+        ex.cost = costs.cost(ex.usage, dep.price)
+
+    async def _relay(self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy) -> AsyncIterator[bytes]:
+        """Pass upstream SSE bytes through untouched; end a cut stream with an explicit error event."""
+        tail = b""
+        try:
+            async for data in chunks:
+                if data is HEARTBEAT or not data:
+                    yield SSE_HEARTBEAT
+                    continue
+                if ex.ttfb is None:
+                    ex.ttfb = time.perf_counter() - ex.started
+                if b'"usage"' in data:
+                    ex.usage = openai.stream_usage(data) or ex.usage
+                tail = data[-16:] if len(data) >= 16 else (tail + data)[-16:]
+                yield data
+        except UpstreamError as err:
+            ex.failures.append((dep.label, type(err).__name__))
+            yield _cut(ex, dep, tail, err.reason)
+            self.health.failure(dep.label, err, time.time(), policy)
+            return
+        if b"[DONE]" not in tail:
+            yield _cut(ex, dep, tail, "upstream closed the stream before [DONE]")
+            return
+        ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
+
+
+def _cut(ex: Exchange, dep: Deployment, tail: bytes, reason: str) -> bytes:
+    ex.error_code = "stream_interrupted"
+    message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
+    event = b"data: " + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}}) + b"\n\n"
+    return event if tail.endswith(b"\n\n") or not tail else b"\n\n" + event
+
+
+def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected) -> Answer:
+    """An upstream 4xx about the request: the provider's status and message, naming the deployment."""
+    suffix = f" (upstream {dep.label} answered {err.upstream_status})"
+    try:
+        data = orjson.loads(err.body)
+        error = data["error"] if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            raise TypeError
+        error["message"] = str(error.get("message") or "") + suffix
+        body = orjson.dumps({"error": error})
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        text = err.body[:300].decode("utf-8", "replace").strip()
+        body = orjson.dumps({"error": {"message": f"{text}{suffix}", "type": "upstream_error", "param": None, "code": f"upstream_{err.upstream_status}"}})
+    return Answer(err.upstream_status or 400, b"application/json", gen.scrub(body))
+
+
+def _unknown_model_message(name: str, gen: Generation) -> str:
+    names = sorted(gen.models)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    if close:
+        hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    else:
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        hint = f"available models: {shown}" if names else "no models are configured"
+    return f"The model '{name}' does not exist on this gateway; {hint}"

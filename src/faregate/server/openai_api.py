@@ -1,0 +1,130 @@
+"""The OpenAI-compatible routes: authenticate, parse, run the pipeline, send the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from faregate.credentials.keyring import Snapshot, master_key_matches
+from faregate.errors import AuthenticationFailed, FaregateError
+from faregate.gateway import Gateway
+from faregate.pipeline import Answer, Exchange
+from faregate.server import validate
+from faregate.server.http import Headers, Receive, Scope, Send, read_body, send_bytes, send_error
+from faregate.types import Endpoint
+
+Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
+STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def authenticate(snap: Snapshot, scope: Scope) -> None:
+    """Master key from `Authorization: Bearer` or `x-api-key`; constant-time comparison."""
+    if snap.generation.server.auth == "none":
+        return
+    presented: list[bytes] = []
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() != b"bearer" or not token.strip():
+                raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
+            presented.append(token.strip())
+        elif key == b"x-api-key":
+            presented.append(value.strip())
+    if not presented:
+        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    if len(set(presented)) > 1:
+        raise AuthenticationFailed("more than one API key was sent; send exactly one")
+    try:
+        key = presented[0].decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed("invalid API key") from None
+    if not master_key_matches(snap.generation, key):
+        raise AuthenticationFailed("invalid API key")
+
+
+def reply_headers(ex: Exchange) -> Headers:
+    headers: Headers = [(b"x-faregate-request-id", ex.request_id.encode())]
+    if ex.generation is not None:
+        headers.append((b"x-faregate-generation", ex.generation.id.encode()))
+    dep = ex.deployment
+    if dep is not None and ex.status < 300:
+        headers.append((b"x-faregate-provider", dep.provider.name.encode()))
+        headers.append((b"x-faregate-model", dep.model.encode()))
+        if ex.credential is not None:
+            headers.append((b"x-faregate-credential", ex.credential.label.encode()))
+        if ex.fallback_from is not None:
+            headers.append((b"x-faregate-fallback", f"{ex.fallback_from} -> {dep.public_model}".encode()))
+        if ex.cost is not None:
+            headers.append((b"x-faregate-cost-usd", f"{ex.cost:.8f}".encode()))
+    return headers
+
+
+def proxy(endpoint: Endpoint) -> Handler:
+    async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+        ex = Exchange(request_id=secrets.token_hex(12), endpoint=endpoint, started=time.perf_counter())
+        snap = gw.keyring.current
+        ex.generation = snap.generation
+        gw.metrics.in_flight += 1
+        try:
+            try:
+                authenticate(snap, scope)
+                body = await read_body(scope, receive, snap.generation.server.max_body_bytes)
+                payload = validate.parse(endpoint, body)
+                ex.model, ex.stream = payload["model"], payload.get("stream") is True
+                answer = await gw.pipeline.run(snap, ex, payload)
+            except FaregateError as err:
+                ex.status, ex.error_code = err.status, err.code
+                await send_error(send, err, reply_headers(ex))
+                return
+            ex.status = answer.status
+            if answer.stream is None:
+                await send_bytes(send, answer.status, answer.body, answer.content_type, reply_headers(ex))
+            else:
+                await stream(answer, ex, receive, send)
+        finally:
+            gw.metrics.in_flight -= 1
+            gw.finish(ex, time.perf_counter())
+
+    return handle
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send) -> None:
+    """Send SSE bytes as they come: each upstream read is one ASGI send, written at once."""
+    assert answer.stream is not None
+    headers = [(b"content-type", answer.content_type), *STREAM_HEADERS, *reply_headers(ex)]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    chunks = answer.stream
+    try:
+        async for data in chunks:
+            if watcher.done():
+                ex.status, ex.error_code = 499, "client_disconnected"
+                break
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()
+        await chunks.aclose()  # type: ignore[attr-defined]
+        if ex.error_code == "stream_interrupted":
+            ex.status = 502
+
+
+async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    snap = gw.keyring.current
+    try:
+        authenticate(snap, scope)
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    created = int(snap.generation.loaded_at)
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "faregate"} for name in sorted(snap.generation.models)]
+    await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), b"application/json", [(b"x-faregate-generation", snap.generation.id.encode())])

@@ -1,0 +1,62 @@
+"""Parse and check a request body just enough to route it; everything else goes upstream as sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from faregate.errors import InvalidRequest
+from faregate.types import Endpoint
+
+REQUIRED: dict[Endpoint, str] = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, not {_kind(payload)}", code="invalid_json")
+    model = payload.get("model")
+    if model is None:
+        raise InvalidRequest("missing required field 'model'", param="model", code="missing_field")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(f"'model' must be a non-empty string, not {_kind(model)}", param="model", code="invalid_type")
+    field = REQUIRED[endpoint]
+    value = payload.get(field)
+    if value is None:
+        raise InvalidRequest(f"missing required field '{field}'", param=field, code="missing_field")
+    if endpoint == "chat":
+        _check_messages(value)
+    elif endpoint == "completions" and not isinstance(value, str | list):
+        raise InvalidRequest(f"'prompt' must be a string or an array, not {_kind(value)}", param="prompt", code="invalid_type")
+    elif endpoint == "embeddings" and not (isinstance(value, str | list) and value):
+        raise InvalidRequest(f"'input' must be a non-empty string or array, not {_kind(value)}", param="input", code="invalid_type")
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest(f"'stream' must be a boolean, not {_kind(stream)}", param="stream", code="invalid_type")
+    if endpoint == "embeddings" and stream:
+        raise InvalidRequest("embeddings cannot be streamed", param="stream", code="invalid_value")
+    return payload
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list):
+        raise InvalidRequest(f"'messages' must be an array of message objects, not {_kind(messages)}", param="messages", code="invalid_type")
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message", param="messages", code="invalid_value")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"'messages[{i}]' must be an object, not {_kind(message)}", param=f"messages[{i}]", code="invalid_type")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise InvalidRequest(f"'messages[{i}].role' must be a string", param=f"messages[{i}].role", code="invalid_type")
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -1,0 +1,272 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server on loopback.
+
+It speaks OpenAI's wire format (status codes, headers, JSON bodies, SSE
+framing, error bodies), records every request it receives, and can be told
+to misbehave (errors, stalls, truncated bodies, dropped streams) so tests can
+check how the gateway copes.  The server runs on its own event loop in a
+background thread, so plain synchronous tests can drive it::
+
+    with FakeOpenAI() as fake:
+        fake.enqueue(errors.rate_limited(retry_after=7))
+        ...  # point the gateway at fake.url
+        assert fake.count("gpt-4o-mini") == 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from aiohttp import web
+
+from tests.fakes import openai_wire as wire
+from tests.fakes.openai_wire import DEFAULT_REPLY, Behaviour, errors
+
+__all__ = ["Behaviour", "FakeOpenAI", "Recorded", "errors"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any | None
+    time: float
+    model: str | None
+
+    @property
+    def api_key(self) -> str | None:
+        scheme, _, token = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip() or None
+
+
+class FakeOpenAI:
+    """A fake OpenAI upstream served by aiohttp on 127.0.0.1 in a background thread."""
+
+    def __init__(self, reply_text: str = DEFAULT_REPLY) -> None:
+        self.reply_text = reply_text
+        self._lock = threading.Lock()
+        self._requests: list[Recorded] = []
+        self._queue: deque[Behaviour] = deque()
+        self._rules: dict[str, Behaviour] = {}
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            return self
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._serve, args=(ready, failure), name=f"fake-openai-{self.port}", daemon=True
+        )
+        self._thread.start()
+        ready.wait(10)
+        if failure or not ready.is_set():
+            self.stop()
+            raise RuntimeError(f"fake OpenAI upstream failed to start: {failure!r}")
+        return self
+
+    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        assert self._loop is not None and self._sock is not None
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+            loop.run_until_complete(self._runner.setup())
+            loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    def stop(self) -> None:
+        loop, thread, runner = self._loop, self._thread, self._runner
+        if loop is not None and thread is not None and thread.is_alive():
+            if runner is not None:
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+        if self._sock is not None:
+            self._sock.close()
+        self._loop = self._thread = self._runner = self._sock = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- test-facing controls --------------------------------------------------
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._queue.clear()
+            self._rules.clear()
+
+    def set_rule(self, model: str, behaviour: Behaviour) -> None:
+        with self._lock:
+            self._rules[model] = behaviour
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def count(self, model: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self._requests if model is None or r.model == model)
+
+    # -- request handling ------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._respond(request)
+        except ConnectionError:  # the client went away, e.g. it timed out during a stall
+            return web.Response(status=499)
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.time()
+        body = await request.read()
+        try:
+            payload: Any = orjson.loads(body) if body else None
+            parsed = True
+        except orjson.JSONDecodeError:
+            payload, parsed = None, False
+        model = payload.get("model") if isinstance(payload, dict) else None
+        rec = Recorded(
+            method=request.method,
+            path=request.path_qs,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            json=payload,
+            time=arrived,
+            model=model if isinstance(model, str) else None,
+        )
+        with self._lock:
+            self._requests.append(rec)
+            behaviour = self._queue.popleft() if self._queue else self._rules.get(
+                rec.model or "", Behaviour()
+            )
+        if behaviour.stall > 0:
+            await asyncio.sleep(behaviour.stall)
+        if behaviour.is_error:
+            return await self._send_error(request, rec, behaviour)
+        if behaviour.bad_json:
+            broken = b'{"id": "chatcmpl-fake", "object": "chat.completion", "choices": [<html>'
+            return await self._send(request, 200, broken, "application/json", behaviour)
+
+        route = (request.method, request.path)
+        if route == ("GET", "/v1/models"):
+            return await self._send_json(request, wire.models_list(), behaviour)
+        if route not in wire.POST_ROUTES:
+            message = f"Invalid URL ({request.method} {request.path})"
+            not_found = wire.error_behaviour(404, message, "invalid_request_error")
+            return await self._send_error(request, rec, not_found)
+        problem = wire.validate(request.path, parsed, payload)
+        if problem is not None:
+            return await self._send_error(request, rec, problem)
+        assert isinstance(payload, dict)
+        if request.path == "/v1/embeddings":
+            return await self._send_json(request, wire.embeddings(payload), behaviour)
+        chat = request.path == "/v1/chat/completions"
+        text = behaviour.reply_text if behaviour.reply_text is not None else self.reply_text
+        usage = dict(behaviour.usage or wire.default_usage(payload, text))
+        if payload.get("stream") is True:
+            events = wire.stream_events(payload, behaviour.chunks, chat, text, usage)
+            return await self._stream(request, events, behaviour)
+        return await self._send_json(request, wire.completion(payload, chat, text, usage),
+                                     behaviour)
+
+    async def _send_error(self, request: web.Request, rec: Recorded,
+                          behaviour: Behaviour) -> web.StreamResponse:
+        body, content_type = wire.error_body(behaviour, rec.api_key)
+        return await self._send(request, behaviour.status, body, content_type, behaviour)
+
+    async def _send_json(self, request: web.Request, payload: Any,
+                         behaviour: Behaviour) -> web.StreamResponse:
+        return await self._send(request, 200, orjson.dumps(payload), "application/json",
+                                behaviour)
+
+    async def _send(self, request: web.Request, status: int, body: bytes, content_type: str,
+                    behaviour: Behaviour) -> web.StreamResponse:
+        headers = wire.response_headers(behaviour, content_type)
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        if behaviour.drop_after_bytes is None:
+            await resp.write(body)
+            await resp.write_eof()
+        else:
+            await resp.write(body[:behaviour.drop_after_bytes])
+            await _abort(request)
+        return resp
+
+    async def _stream(self, request: web.Request, events: list[bytes],
+                      behaviour: Behaviour) -> web.StreamResponse:
+        headers = wire.response_headers(behaviour, "text/event-stream")
+        resp = web.StreamResponse(status=200, headers=headers)
+        await resp.prepare(request)
+        for index, event in enumerate(events):
+            if behaviour.stream_drop_after is not None and index >= behaviour.stream_drop_after:
+                await _abort(request)
+                return resp
+            if index and behaviour.chunk_delay > 0:
+                await asyncio.sleep(behaviour.chunk_delay)
+            await resp.write(event)  # one write per event: each reaches the socket on its own
+        await resp.write_eof()
+        return resp
+
+
+async def _abort(request: web.Request) -> None:
+    """Flush what was written so far, then kill the TCP connection mid-response."""
+    transport = request.transport
+    if transport is None:
+        return
+    deadline = time.monotonic() + 2.0
+    while transport.get_write_buffer_size() > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    transport.abort()
+
