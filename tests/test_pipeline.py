@@ -79,7 +79,9 @@ def test_consecutive_failures_cool_a_deployment(fake: FakeOpenAI, gateways: Star
     ],
 )
 def test_retriable_failures_try_the_next_deployment(fake: FakeOpenAI, gateways: Start, behaviour: Behaviour, reason: str) -> None:
-    two_accounts = provider("up", fake.url, extra="\n    timeout: 1") + provider("up2", fake.url, key_env="UPSTREAM_KEY_B", extra="\n    timeout: 1")
+    two_accounts = provider("up", fake.url, extra="\n    timeout: 1") + provider(
+        "up2", fake.url, key_env="UPSTREAM_KEY_B", extra="\n    timeout: 1"
+    )
     gw = gateways(
         config(
             two_accounts.replace("    timeout: 5\n", ""),
@@ -101,7 +103,7 @@ def test_retriable_failures_try_the_next_deployment(fake: FakeOpenAI, gateways: 
     assert error["code"] == "no_deployment_available" and error["type"] == "service_unavailable"
     assert "up2/b-model:" in error["message"]
     if "credential" in reason:  # the rejected credential stays out of rotation until the next reload
-        assert f"up/a-model: no usable credential: up/main:" in error["message"]
+        assert "up/a-model: no usable credential: up/main:" in error["message"]
         assert reason in error["message"]
         assert fake.count("a-model") == 1
     else:
@@ -201,7 +203,10 @@ def test_fallback_to_a_cheaper_model_and_refusal_of_pricier_ones(fake: FakeOpenA
     assert fake.count("dear-model") == 0 and fake.count("mystery-model") == 0
     fake.set_rule("cheap-model", errors.server_error())
     message = error_of(ask(gw))["message"]
-    assert "fallback dear skipped: its price $3/$15 per M in/out exceeds 1x m's $2.5/$10 per M in/out (routing.max_fallback_cost_ratio)" in message
+    assert (
+        "fallback dear skipped: its price $3/$15 per M in/out exceeds 1x m's $2.5/$10 per M in/out (routing.max_fallback_cost_ratio)"
+        in message
+    )
     assert "fallback unpriced skipped: it is unpriced and an unpriced model counts as pricier" in message
     assert "fallback cheap -> up/cheap-model: 500 server_error" in message
 

@@ -13,6 +13,4 @@ def cost(usage: Usage | None, price: Price | None) -> float | None:
         return None
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     cached_rate = price.cached_input if price.cached_input is not None else price.input
-    return (
-        (usage.prompt_tokens - cached) * price.input + cached * cached_rate + usage.completion_tokens * price.output
-    ) * PER_TOKEN
+    return ((usage.prompt_tokens - cached) * price.input + cached * cached_rate + usage.completion_tokens * price.output) * PER_TOKEN

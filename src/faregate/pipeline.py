@@ -194,7 +194,11 @@ class Pipeline:
 def _cut(ex: Exchange, dep: Deployment, tail: bytes, reason: str) -> bytes:
     ex.error_code = "stream_interrupted"
     message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
-    event = b"data: " + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}}) + b"\n\n"
+    event = (
+        b"data: "
+        + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}})
+        + b"\n\n"
+    )
     return event if tail.endswith(b"\n\n") or not tail else b"\n\n" + event
 
 
@@ -210,7 +214,9 @@ def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected) -> Ans
         body = orjson.dumps({"error": error})
     except (orjson.JSONDecodeError, TypeError, KeyError):
         text = err.body[:300].decode("utf-8", "replace").strip()
-        body = orjson.dumps({"error": {"message": f"{text}{suffix}", "type": "upstream_error", "param": None, "code": f"upstream_{err.upstream_status}"}})
+        body = orjson.dumps(
+            {"error": {"message": f"{text}{suffix}", "type": "upstream_error", "param": None, "code": f"upstream_{err.upstream_status}"}}
+        )
     return Answer(err.upstream_status or 400, b"application/json", gen.scrub(body))
 
 

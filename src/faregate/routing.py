@@ -79,8 +79,5 @@ def cost_refusal(generation: Generation, requested: ModelRoute, target: ModelRou
         return f"fallback {target.name} skipped: {requested.name} is unpriced, so no fallback can be shown to cost less (add it to prices: or unset {knob})"
     req, tgt = requested.price, target.price
     if tgt.input > ratio * req.input + 1e-12 or tgt.output > ratio * req.output + 1e-12:
-        return (
-            f"fallback {target.name} skipped: its price {tgt.describe()} exceeds {ratio:g}x "
-            f"{requested.name}'s {req.describe()} ({knob})"
-        )
+        return f"fallback {target.name} skipped: its price {tgt.describe()} exceeds {ratio:g}x {requested.name}'s {req.describe()} ({knob})"
     return None

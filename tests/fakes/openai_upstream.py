@@ -82,9 +82,7 @@ class FakeOpenAI:
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name=f"fake-openai-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name=f"fake-openai-{self.port}", daemon=True)
         self._thread.start()
         ready.wait(10)
         if failure or not ready.is_set():
@@ -102,7 +100,7 @@ class FakeOpenAI:
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
             loop.run_until_complete(self._runner.setup())
             loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        except BaseException as exc:  # noqa: BLE001 - reported to start()
+        except BaseException as exc:
             failure.append(exc)
             ready.set()
             return
@@ -130,8 +128,7 @@ class FakeOpenAI:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     # -- test-facing controls --------------------------------------------------
@@ -187,9 +184,7 @@ class FakeOpenAI:
         )
         with self._lock:
             self._requests.append(rec)
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(
-                rec.model or "", Behaviour()
-            )
+            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "", Behaviour())
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)
         if behaviour.is_error:
@@ -217,21 +212,16 @@ class FakeOpenAI:
         if payload.get("stream") is True:
             events = wire.stream_events(payload, behaviour.chunks, chat, text, usage)
             return await self._stream(request, events, behaviour)
-        return await self._send_json(request, wire.completion(payload, chat, text, usage),
-                                     behaviour)
+        return await self._send_json(request, wire.completion(payload, chat, text, usage), behaviour)
 
-    async def _send_error(self, request: web.Request, rec: Recorded,
-                          behaviour: Behaviour) -> web.StreamResponse:
+    async def _send_error(self, request: web.Request, rec: Recorded, behaviour: Behaviour) -> web.StreamResponse:
         body, content_type = wire.error_body(behaviour, rec.api_key)
         return await self._send(request, behaviour.status, body, content_type, behaviour)
 
-    async def _send_json(self, request: web.Request, payload: Any,
-                         behaviour: Behaviour) -> web.StreamResponse:
-        return await self._send(request, 200, orjson.dumps(payload), "application/json",
-                                behaviour)
+    async def _send_json(self, request: web.Request, payload: Any, behaviour: Behaviour) -> web.StreamResponse:
+        return await self._send(request, 200, orjson.dumps(payload), "application/json", behaviour)
 
-    async def _send(self, request: web.Request, status: int, body: bytes, content_type: str,
-                    behaviour: Behaviour) -> web.StreamResponse:
+    async def _send(self, request: web.Request, status: int, body: bytes, content_type: str, behaviour: Behaviour) -> web.StreamResponse:
         headers = wire.response_headers(behaviour, content_type)
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = len(body)
@@ -240,12 +230,11 @@ class FakeOpenAI:
             await resp.write(body)
             await resp.write_eof()
         else:
-            await resp.write(body[:behaviour.drop_after_bytes])
+            await resp.write(body[: behaviour.drop_after_bytes])
             await _abort(request)
         return resp
 
-    async def _stream(self, request: web.Request, events: list[bytes],
-                      behaviour: Behaviour) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, events: list[bytes], behaviour: Behaviour) -> web.StreamResponse:
         headers = wire.response_headers(behaviour, "text/event-stream")
         resp = web.StreamResponse(status=200, headers=headers)
         await resp.prepare(request)
@@ -269,4 +258,3 @@ async def _abort(request: web.Request) -> None:
     while transport.get_write_buffer_size() > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
     transport.abort()
-

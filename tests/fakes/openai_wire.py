@@ -46,9 +46,9 @@ class Behaviour:
         return self.status >= 400 or self.error is not None or self.body is not None
 
 
-def error_behaviour(status: int, message: str, type_: str, code: str | None = None,
-                    param: str | None = None,
-                    headers: Mapping[str, str] | None = None) -> Behaviour:
+def error_behaviour(
+    status: int, message: str, type_: str, code: str | None = None, param: str | None = None, headers: Mapping[str, str] | None = None
+) -> Behaviour:
     """A Behaviour answering ``status`` with the OpenAI error object built from the rest."""
     body = {"message": message, "type": type_, "param": param, "code": code}
     return Behaviour(status=status, error=body, headers=dict(headers or {}))
@@ -82,8 +82,7 @@ class _ErrorFactory:
     @staticmethod
     def invalid_api_key() -> Behaviour:
         message = (
-            f"Incorrect API key provided: {API_KEY_PLACEHOLDER}. You can find your API key "
-            "at https://platform.openai.com/account/api-keys."
+            f"Incorrect API key provided: {API_KEY_PLACEHOLDER}. You can find your API key at https://platform.openai.com/account/api-keys."
         )
         return error_behaviour(401, message, "invalid_request_error", "invalid_api_key")
 
@@ -188,7 +187,7 @@ def _vector(item: Any) -> list[float]:
 
 def _split(text: str, parts: int) -> list[str]:
     n = len(text)
-    return [text[i * n // parts:(i + 1) * n // parts] for i in range(parts)]
+    return [text[i * n // parts : (i + 1) * n // parts] for i in range(parts)]
 
 
 def sse(payload: Any) -> bytes:
@@ -197,8 +196,7 @@ def sse(payload: Any) -> bytes:
 
 POST_ROUTES = {("POST", f"/v1/{p}") for p in ("chat/completions", "completions", "embeddings")}
 
-_REQUIRED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt",
-             "/v1/embeddings": "input"}
+_REQUIRED = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
 
 
 def validate(path: str, parsed: bool, payload: Any) -> Behaviour | None:
@@ -215,8 +213,7 @@ def validate(path: str, parsed: bool, payload: Any) -> Behaviour | None:
     required = _REQUIRED[path]
     if required not in payload:
         message = f"Missing required parameter: '{required}'."
-        return error_behaviour(400, message, "invalid_request_error",
-                               "missing_required_parameter", param=required)
+        return error_behaviour(400, message, "invalid_request_error", "missing_required_parameter", param=required)
     return None
 
 
@@ -247,12 +244,10 @@ def new_id(prefix: str) -> str:
 
 def default_usage(payload: Mapping[str, Any], text: str) -> dict[str, int]:
     prompt, completion = _prompt_tokens(payload), len(text.split())
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(payload: Mapping[str, Any], chat: bool, text: str,
-               usage: dict[str, int]) -> dict[str, Any]:
+def completion(payload: Mapping[str, Any], chat: bool, text: str, usage: dict[str, int]) -> dict[str, Any]:
     choice: dict[str, Any]
     if chat:
         message = {"role": "assistant", "content": text, "refusal": None}
@@ -281,13 +276,11 @@ def embeddings(payload: Mapping[str, Any]) -> dict[str, Any]:
             embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
         data.append({"object": "embedding", "index": index, "embedding": embedding})
     tokens = _items_tokens(items)
-    return {"object": "list", "data": data, "model": payload.get("model"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return {"object": "list", "data": data, "model": payload.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def models_list() -> dict[str, Any]:
-    data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
-            for m in MODELS]
+    data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in MODELS]
     return {"object": "list", "data": data}
 
 
@@ -301,8 +294,7 @@ def error_body(behaviour: Behaviour, api_key: str | None) -> tuple[bytes, str]:
     return orjson.dumps({"error": error}), "application/json"
 
 
-def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str,
-                  usage: Mapping[str, int]) -> list[bytes]:
+def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str, usage: Mapping[str, int]) -> list[bytes]:
     """Every SSE event of a streamed (chat) completion, ``data: [DONE]`` included."""
     options = payload.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -320,8 +312,7 @@ def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str
         if chat:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         else:
-            choice = {"text": delta.get("content", ""), "index": 0, "logprobs": None,
-                      "finish_reason": finish}
+            choice = {"text": delta.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}
         return sse({**base, "choices": [choice]})
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)] if chat else []

@@ -34,8 +34,7 @@ def fake(server: FakeOpenAI) -> FakeOpenAI:
 
 @pytest.fixture
 def client(fake: FakeOpenAI) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=fake.url, api_key="sk-test-abcd1234wxyz", max_retries=0,
-                       timeout=5) as sdk:
+    with openai.OpenAI(base_url=fake.url, api_key="sk-test-abcd1234wxyz", max_retries=0, timeout=5) as sdk:
         yield sdk
 
 
@@ -68,7 +67,9 @@ def test_chat_completion_and_recording(fake: FakeOpenAI, client: openai.OpenAI) 
 def test_streaming_sends_every_event_then_done(fake: FakeOpenAI, client: openai.OpenAI) -> None:
     fake.set_rule("gpt-4o-mini", Behaviour(chunks=4, chunk_delay=0.01, reply_text="abcdefgh"))
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True,
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -79,8 +80,9 @@ def test_streaming_sends_every_event_then_done(fake: FakeOpenAI, client: openai.
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert len(chunks) == 1 + 4 + 1 + 1
 
-    status, headers, body = raw_post(fake, "/chat/completions", json.dumps(
-        {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}).encode())
+    status, headers, body = raw_post(
+        fake, "/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}).encode()
+    )
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
     events = body.decode().split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]
@@ -101,12 +103,10 @@ def test_embeddings_float_and_base64(fake: FakeOpenAI, client: openai.OpenAI) ->
     assert len(via_sdk.data[0].embedding) == 8
     sent = fake.requests[-1].json
     assert sent is not None and sent["encoding_format"] == "base64"  # the SDK's default
-    as_floats = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"],
-                                         encoding_format="float")
+    as_floats = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"], encoding_format="float")
     assert as_floats.data[0].embedding == via_sdk.data[0].embedding
     assert as_floats.data[0].embedding != as_floats.data[1].embedding
-    _, _, body = raw_post(fake, "/embeddings", json.dumps(
-        {"model": "m", "input": [1, 2, 3], "encoding_format": "base64"}).encode())
+    _, _, body = raw_post(fake, "/embeddings", json.dumps({"model": "m", "input": [1, 2, 3], "encoding_format": "base64"}).encode())
     item = json.loads(body)["data"][0]["embedding"]
     assert len(struct.unpack("<8f", base64.b64decode(item))) == 8
 
@@ -130,8 +130,11 @@ def test_models_list(fake: FakeOpenAI, client: openai.OpenAI) -> None:
     ],
 )
 def test_error_classes_surface_as_sdk_exceptions(
-    fake: FakeOpenAI, client: openai.OpenAI, behaviour: Behaviour,
-    exc_type: type[openai.APIStatusError], status: int,
+    fake: FakeOpenAI,
+    client: openai.OpenAI,
+    behaviour: Behaviour,
+    exc_type: type[openai.APIStatusError],
+    status: int,
 ) -> None:
     fake.enqueue(behaviour)
     with pytest.raises(exc_type) as info:
@@ -153,8 +156,7 @@ def test_invalid_api_key_is_redacted(fake: FakeOpenAI, client: openai.OpenAI) ->
 
 def test_retry_after_header_and_rules(fake: FakeOpenAI) -> None:
     fake.set_rule("slow-model", errors.rate_limited(retry_after=7))
-    status, headers, body = raw_post(fake, "/chat/completions",
-                                     b'{"model": "slow-model", "messages": []}')
+    status, headers, body = raw_post(fake, "/chat/completions", b'{"model": "slow-model", "messages": []}')
     assert (status, headers["retry-after"]) == (429, "7")
     assert json.loads(body)["error"]["code"] == "rate_limit_exceeded"
     assert raw_post(fake, "/chat/completions", b'{"model": "x", "messages": []}')[0] == 200

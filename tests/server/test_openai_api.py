@@ -138,18 +138,28 @@ def _error(response: httpx.Response) -> dict[str, str]:
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]} trailing', "invalid_json", "not valid JSON"),
         (b'{"model": NaN, "messages": []}', "invalid_json", "not valid JSON"),
         (b'{"messages": [{"role": "user", "content": "x"}]}', "missing_field", "'model'"),
-        (b'{"model": 4, "messages": [{"role": "user", "content": "x"}]}', "invalid_type", "'model' must be a non-empty string, not a number"),
+        (
+            b'{"model": 4, "messages": [{"role": "user", "content": "x"}]}',
+            "invalid_type",
+            "'model' must be a non-empty string, not a number",
+        ),
         (b'{"model": "gpt-4o"}', "missing_field", "'messages'"),
         (b'{"model": "gpt-4o", "messages": "hi"}', "invalid_type", "'messages' must be an array"),
         (b'{"model": "gpt-4o", "messages": []}', "invalid_value", "at least one message"),
         (b'{"model": "gpt-4o", "messages": [3]}', "invalid_type", "'messages[0]' must be an object"),
         (b'{"model": "gpt-4o", "messages": [{"content": "x"}]}', "invalid_type", "'messages[0].role'"),
-        (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "true"}', "invalid_type", "'stream' must be a boolean"),
+        (
+            b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "true"}',
+            "invalid_type",
+            "'stream' must be a boolean",
+        ),
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff"}]}', "invalid_json", "not valid JSON"),
         (b"[" * 5000 + b"]" * 5000, "invalid_json", "not valid JSON"),
     ],
 )
-def test_bad_requests_are_400_and_never_forwarded(gateway: GatewayProcess, upstream: FakeOpenAI, content: bytes, code: str, needle: str) -> None:
+def test_bad_requests_are_400_and_never_forwarded(
+    gateway: GatewayProcess, upstream: FakeOpenAI, content: bytes, code: str, needle: str
+) -> None:
     response = _post(gateway, "/v1/chat/completions", content)
     assert response.status_code == 400, response.text
     error = _error(response)

@@ -30,7 +30,7 @@ def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - loopback test URL
+            with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, OSError):
@@ -42,7 +42,9 @@ def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | N
 class GatewayProcess:
     """`faregate serve -c CONFIG` as a child process; stderr (the logs) goes to a file."""
 
-    def __init__(self, tmp: Path, config: str, *, env: dict[str, str] | None = None, workers: int = 1, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, tmp: Path, config: str, *, env: dict[str, str] | None = None, workers: int = 1, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = tmp / f"faregate-{self.port}.yaml"
@@ -54,7 +56,9 @@ class GatewayProcess:
 
     def start(self, timeout: float = 20.0) -> GatewayProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.config_path.parent)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.config_path.parent
+        )
         log.close()
         try:
             wait_http(self.url + "/healthz", timeout, self.proc)
@@ -83,5 +87,9 @@ class GatewayProcess:
         self.stop()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FAREGATE, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FAREGATE, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )

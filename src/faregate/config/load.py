@@ -53,9 +53,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         except TypeError:  # construct_mapping reports an unhashable key with its line
             continue
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -169,7 +167,12 @@ def semantic_problems(config: Config) -> list[Problem]:
     problems: list[Problem] = []
     server = config.server
     if server.auth == "key" and not server.master_key:
-        problems.append(Problem("server.master_key", "no master key: set one (e.g. ${FAREGATE_MASTER_KEY}) or write `auth: none` to run without auth on loopback only"))
+        problems.append(
+            Problem(
+                "server.master_key",
+                "no master key: set one (e.g. ${FAREGATE_MASTER_KEY}) or write `auth: none` to run without auth on loopback only",
+            )
+        )
     if config.state.redis:
         problems.append(Problem("state.redis", "Redis is not used by this version yet; limits and cooldowns are per process", "warning"))
     for name, provider in config.providers.items():
@@ -195,7 +198,9 @@ def semantic_problems(config: Config) -> list[Problem]:
         for i, dep in enumerate(deployments):
             dpath = f"models.{model}[{i}]"
             if dep.provider not in config.providers:
-                problems.append(Problem(f"{dpath}.provider", f"unknown provider '{dep.provider}'{did_you_mean(dep.provider, config.providers)}"))
+                problems.append(
+                    Problem(f"{dpath}.provider", f"unknown provider '{dep.provider}'{did_you_mean(dep.provider, config.providers)}")
+                )
             if dep.weight == 0:
                 problems.append(Problem(f"{dpath}.weight", "weight 0 disables this deployment (the default is 1)", "warning"))
             if dep.rpm is not None or dep.tpm is not None:
@@ -221,11 +226,19 @@ def _fallback_cycles(fallbacks: dict[str, list[str]]) -> list[Problem]:
     def walk(node: str, trail: list[str]) -> None:
         for nxt in fallbacks.get(node, []):
             if nxt in trail:
-                cycle = [*trail[trail.index(nxt):], nxt]
+                cycle = [*trail[trail.index(nxt) :], nxt]
                 key = frozenset(cycle)
                 if len(cycle) > 2 and key not in reported:
                     reported.add(key)
-                    problems.append(Problem(f"fallbacks.{cycle[0]}", "fallback cycle: " + " -> ".join(cycle) + " (only the requested model's own fallbacks are followed, so the loop is never walked)", "warning"))
+                    problems.append(
+                        Problem(
+                            f"fallbacks.{cycle[0]}",
+                            "fallback cycle: "
+                            + " -> ".join(cycle)
+                            + " (only the requested model's own fallbacks are followed, so the loop is never walked)",
+                            "warning",
+                        )
+                    )
             elif len(trail) < 50:
                 walk(nxt, [*trail, nxt])
 

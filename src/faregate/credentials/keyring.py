@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from faregate.config.load import load_config
+from faregate.config.load import read_yaml, semantic_problems, validate
 from faregate.config.schema import Config
 from faregate.credentials.pool import CredentialPool
 from faregate.credentials.refs import RefError, expand_env, resolve_env_ref, resolve_key_file
@@ -29,8 +29,10 @@ class Snapshot:
 
 
 def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation, list[Problem]]:
-    """Read, validate and resolve a config into a generation. Raises ConfigError listing every error."""
-    config, problems = load_config(path)
+    """Read, validate and resolve a config into a generation. Raises ConfigError listing every error
+    (schema errors alone stop early: without a valid shape nothing else can be checked)."""
+    config = validate(read_yaml(path))
+    problems = semantic_problems(config)
     base_dir = path.parent
     credentials: dict[str, tuple[Credential, ...]] = {}
     headers: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -116,9 +118,7 @@ class Keyring:
         self.current = self._snapshot(generation)
 
     def _snapshot(self, generation: Generation) -> Snapshot:
-        pools = {
-            name: CredentialPool(p.credentials, p.strategy, self._rng) for name, p in generation.providers.items()
-        }
+        pools = {name: CredentialPool(p.credentials, p.strategy, self._rng) for name, p in generation.providers.items()}
         return Snapshot(generation=generation, pools=MappingProxyType(pools))
 
     def install(self, generation: Generation) -> Snapshot:

@@ -17,7 +17,11 @@ import orjson
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "faregate_requests_total": ("counter", "Requests answered, by public model, deployment and HTTP status", ("model", "deployment", "status")),
+    "faregate_requests_total": (
+        "counter",
+        "Requests answered, by public model, deployment and HTTP status",
+        ("model", "deployment", "status"),
+    ),
     "faregate_request_duration_seconds": ("histogram", "Time from arrival to the last byte sent", ("model",)),
     "faregate_time_to_first_token_seconds": ("histogram", "Time from arrival to the first streamed upstream byte", ("model",)),
     "faregate_tokens_total": ("counter", "Tokens reported by upstreams", ("model", "kind")),
@@ -107,7 +111,9 @@ def render(snapshots: Iterable[tuple[bool, dict[str, Any]]]) -> bytes:
             for name, labels, value in snap["g"]:
                 gseries = gauges.setdefault(name, {})
                 key = tuple(labels)
-                gseries[key] = max(gseries.get(key, 0.0), value) if name == "faregate_deployment_cooldown" else gseries.get(key, 0.0) + value
+                gseries[key] = (
+                    max(gseries.get(key, 0.0), value) if name == "faregate_deployment_cooldown" else gseries.get(key, 0.0) + value
+                )
     lines: list[str] = []
     for name, (kind, help_text, label_names) in SPEC.items():
         lines.append(f"# HELP {name} {help_text}")

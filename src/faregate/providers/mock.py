@@ -48,7 +48,12 @@ def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) 
         events = _stream_events(endpoint, rid, deployment, text, usage if include_usage else None)
         return LocalReply(200, events=events, content_type=b"text/event-stream; charset=utf-8")
     if endpoint == "chat":
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text, "refusal": None}, "logprobs": None, "finish_reason": "stop"}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
         obj = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}

@@ -44,7 +44,11 @@ class Router:
         handler = methods.get(scope["method"])
         if handler is None:
             allowed = ", ".join(methods)
-            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use {allowed}"), [(b"allow", allowed.encode())])
+            await send_error(
+                send,
+                MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use {allowed}"),
+                [(b"allow", allowed.encode())],
+            )
             return
         await handler(self.gateway, scope, receive, send)
 

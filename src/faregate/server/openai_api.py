@@ -127,4 +127,10 @@ async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         return
     created = int(snap.generation.loaded_at)
     data = [{"id": name, "object": "model", "created": created, "owned_by": "faregate"} for name in sorted(snap.generation.models)]
-    await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), b"application/json", [(b"x-faregate-generation", snap.generation.id.encode())])
+    await send_bytes(
+        send,
+        200,
+        orjson.dumps({"object": "list", "data": data}),
+        b"application/json",
+        [(b"x-faregate-generation", snap.generation.id.encode())],
+    )

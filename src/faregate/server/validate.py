@@ -46,7 +46,9 @@ def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list):
-        raise InvalidRequest(f"'messages' must be an array of message objects, not {_kind(messages)}", param="messages", code="invalid_type")
+        raise InvalidRequest(
+            f"'messages' must be an array of message objects, not {_kind(messages)}", param="messages", code="invalid_type"
+        )
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages", code="invalid_value")
     for i, message in enumerate(messages):
