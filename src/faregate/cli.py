@@ -85,7 +85,7 @@ def serve(
     elif server.auth == "none":
         typer.echo("auth: none -> no key is required; listening on loopback only", err=True)
     metrics_dir = Path(tempfile.mkdtemp(prefix="faregate-metrics-")) if n_workers > 1 else None
-    runtime.export(config.resolve(), metrics_dir)
+    runtime.export(config.resolve(), metrics_dir, log_level)
     url = f"http://{bind}:{port or server.port}"
     typer.echo(
         f"faregate {__version__}: serving {url} with {n_workers} worker(s); generation {generation.id}; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -39,6 +40,7 @@ class Gateway:
         self.metrics_dir = metrics_dir
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
+        self.pid = os.getpid()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -90,6 +92,7 @@ class Gateway:
             logs.access(
                 {
                     "request_id": ex.request_id,
+                    "worker": self.pid,
                     "endpoint": ex.endpoint,
                     "model": ex.model or None,
                     "stream": ex.stream,

@@ -11,16 +11,19 @@ from pathlib import Path
 
 CONFIG_ENV = "FAREGATE_CONFIG"
 METRICS_DIR_ENV = "FAREGATE_METRICS_DIR"
+LOG_LEVEL_ENV = "FAREGATE_LOG_LEVEL"
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
     config_path: Path
     metrics_dir: Path | None
+    log_level: str = "info"
 
 
-def export(config_path: Path, metrics_dir: Path | None) -> None:
+def export(config_path: Path, metrics_dir: Path | None, log_level: str) -> None:
     os.environ[CONFIG_ENV] = str(config_path)
+    os.environ[LOG_LEVEL_ENV] = log_level
     if metrics_dir is not None:
         os.environ[METRICS_DIR_ENV] = str(metrics_dir)
 
@@ -30,4 +33,4 @@ def current() -> Runtime:
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: start workers with `faregate serve -c FILE`")
     metrics = os.environ.get(METRICS_DIR_ENV)
-    return Runtime(Path(path), Path(metrics) if metrics else None)
+    return Runtime(Path(path), Path(metrics) if metrics else None, os.environ.get(LOG_LEVEL_ENV, "info"))

@@ -7,6 +7,7 @@ import logging
 from faregate.config import runtime
 from faregate.errors import MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
+from faregate.observability import logging as logs
 from faregate.server import openai_api, ops_api
 from faregate.server.http import Receive, Scope, Send, send_error
 from faregate.server.middleware import ErrorGuard
@@ -75,4 +76,5 @@ def build_app(gateway: Gateway) -> ErrorGuard:
 def create_app() -> ErrorGuard:
     """uvicorn factory: each worker process builds its own Gateway from the config file."""
     settings = runtime.current()
+    logs.setup(settings.log_level)  # worker processes start with no logging configured
     return build_app(Gateway(settings.config_path, settings.metrics_dir))

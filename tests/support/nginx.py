@@ -1,0 +1,82 @@
+"""A real nginx (Debian's package, installed by `make test`) as a reverse proxy on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support.procs import free_port
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  upstream faregate {{ server 127.0.0.1:{upstream_port}; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://faregate;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_read_timeout {read_timeout}s;  # nginx cuts a response silent for this long (default 60s)
+      # nginx's defaults: response buffering ON. faregate's X-Accel-Buffering: no must turn it off.
+    }}
+  }}
+}}
+"""
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        raise RuntimeError("nginx is not installed: `make test` installs it (apt-get install nginx)")
+    return found
+
+
+class Nginx:
+    def __init__(self, tmp: Path, upstream_port: int, read_timeout: float = 60) -> None:
+        self.dir = tmp / f"nginx-{upstream_port}"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (self.dir / "nginx.conf").write_text(
+            NGINX_CONF.format(dir=self.dir, port=self.port, upstream_port=upstream_port, read_timeout=read_timeout)
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Nginx:
+        conf = str(self.dir / "nginx.conf")
+        self.proc = subprocess.Popen([nginx_binary(), "-c", conf, "-p", str(self.dir)], stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise TimeoutError("nginx did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
