@@ -1,0 +1,1 @@
+"""faregate benchmark harness: ``python -m bench`` (see bench/README.md)."""

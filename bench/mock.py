@@ -1,0 +1,152 @@
+"""Static mock upstream bodies and nginx configs (mock upstream and proxy floor).
+
+The mock is one nginx worker serving pre-generated files, so it is never the
+bottleneck. nginx answers POST on a static file with 405; ``error_page 405 =200
+$uri`` turns that into an internal GET redirect to the same file with status 200.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+
+STREAM_EVENTS = 50
+MODEL = "gpt-4o-mini"
+CREATED = 1_730_000_000
+PROMPT_TOKENS = 9
+WORDS = ("Hello", "!", " How", " can", " I", " help", " you", " today", "?", " I")
+
+
+def plain_body() -> bytes:
+    """A realistic non-streamed OpenAI ``chat.completion`` response."""
+    doc = {
+        "id": "chatcmpl-bench0000000000000000000000000",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hello! How can I help you today?",
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": 9,
+            "total_tokens": 18,
+        },
+    }
+    return orjson.dumps(doc) + b"\n"
+
+
+def _chunk(delta: dict[str, object], finish: str | None) -> dict[str, object]:
+    return {
+        "id": "chatcmpl-bench0000000000000000000000001",
+        "object": "chat.completion.chunk",
+        "created": CREATED,
+        "model": MODEL,
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+
+
+def stream_body(events: int = STREAM_EVENTS) -> bytes:
+    """An OpenAI SSE stream: ``events`` content chunks, a stop chunk, a usage chunk, [DONE].
+
+    The first content chunk also carries ``role`` (as OpenAI does), so exactly
+    ``events`` chunks have a non-empty ``delta.content``.
+    """
+    out: list[bytes] = []
+    for i in range(events):
+        delta: dict[str, object] = {"content": WORDS[i % len(WORDS)]}
+        if i == 0:
+            delta["role"] = "assistant"
+        out.append(b"data: " + orjson.dumps(_chunk(delta, None)) + b"\n\n")
+    out.append(b"data: " + orjson.dumps(_chunk({}, "stop")) + b"\n\n")
+    usage = _chunk({}, None)
+    usage["choices"] = []
+    usage["usage"] = {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": events,
+        "total_tokens": PROMPT_TOKENS + events,
+    }
+    out.append(b"data: " + orjson.dumps(usage) + b"\n\n")
+    out.append(b"data: [DONE]\n\n")
+    return b"".join(out)
+
+
+def _common(prefix: Path) -> str:
+    """Directives shared by both nginx instances; every path lives in ``prefix``."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}daemon off;\nmaster_process on;\nworker_processes 1;\n"
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
+        "events { worker_connections 4096; }\n"
+    )
+
+
+def _http_common(prefix: Path) -> str:
+    temps = "".join(f"  {kind}_temp_path {prefix}/tmp_{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (
+        "  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n"
+        "  keepalive_requests 1000000;\n  keepalive_timeout 75s;\n"
+        "  server_tokens off;\n" + temps
+    )
+
+
+def write_mock(prefix: Path, port: int) -> Path:
+    """Write the mock's files and config under ``prefix``; return the config path."""
+    www = prefix / "www"
+    for kind, body in (("plain", plain_body()), ("stream", stream_body())):
+        path = www / kind / "v1" / "chat"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "completions").write_bytes(body)
+    conf = (
+        _common(prefix)
+        + "http {\n"
+        + _http_common(prefix)
+        + (
+            f"  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    root {www};\n"
+            "    location /plain/ {\n      types { }\n      default_type application/json;\n"
+            "      error_page 405 =200 $uri;\n    }\n"
+            "    location /stream/ {\n      types { }\n      default_type text/event-stream;\n"
+            "      add_header Cache-Control no-cache;\n"
+            "      error_page 405 =200 $uri;\n    }\n  }\n}\n"
+        )
+    )
+    path = prefix / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def write_proxy(prefix: Path, port: int, upstream_port: int) -> Path:
+    """Write a plain nginx reverse-proxy config (the floor) forwarding to the mock."""
+    conf = (
+        _common(prefix)
+        + "http {\n"
+        + _http_common(prefix)
+        + (
+            f"  upstream mock {{\n    server 127.0.0.1:{upstream_port};\n    keepalive 256;\n  }}\n"
+            f"  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n"
+            "    location / {\n      proxy_pass http://mock;\n      proxy_http_version 1.1;\n"
+            '      proxy_set_header Connection "";\n      proxy_buffering off;\n'
+            "      proxy_request_buffering off;\n    }\n  }\n}\n"
+        )
+    )
+    path = prefix / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+def nginx_cmd(nginx: str, prefix: Path, conf: Path) -> list[str]:
+    """Command line for a foreground nginx using only files under ``prefix``."""
+    return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]

@@ -1,0 +1,152 @@
+"""Entry point: ``python -m bench [--compare] [--quick] ...`` from the repository root."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+import orjson
+
+from bench import httpcheck, mock
+from bench.phases import Settings, measure
+from bench.procs import ProcGroup, free_port
+from bench.report import machine_info, render
+from bench.targets import BENCH_DIR, DIRECT_PATHS, UPSTREAM_KEY, base_env, build_targets
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description="faregate benchmark")
+    p.add_argument("--compare", action="store_true", help="also measure LiteLLM Proxy")
+    p.add_argument("--quick", action="store_true", help="short smoke run (~2-3 s per phase)")
+    p.add_argument("--targets", default="", help="comma-separated subset of target names")
+    p.add_argument("--duration", type=float, help="seconds per wrk phase (default 10)")
+    p.add_argument("--open-duration", type=float, help="seconds per open-loop phase (15)")
+    p.add_argument("--warmup", type=float, help="seconds of wrk warm-up per target (3)")
+    p.add_argument("--conns", default="1,32,128", help="wrk connection counts for plain")
+    p.add_argument("--stream-conns", type=int, default=32, help="wrk connections for streams")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (capped at conns)")
+    p.add_argument("--plain-rate", type=float, default=40.0, help="open-loop plain req/s")
+    p.add_argument("--stream-rate", type=float, default=5.0, help="open-loop streams/s")
+    p.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
+    p.add_argument("--keep-tmp", action="store_true", help="keep configs and logs after the run")
+    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    return p.parse_args(argv)
+
+
+def _settings(a: argparse.Namespace) -> Settings:
+    quick = a.quick
+
+    def pick(value: float | None, full: float, short: float) -> float:
+        return value if value is not None else (short if quick else full)
+
+    return Settings(
+        wrk=a.wrk,
+        conns=tuple(int(c) for c in a.conns.split(",") if c.strip()),
+        stream_conns=a.stream_conns,
+        wrk_duration=pick(a.duration, 10.0, 2.0),
+        wrk_threads=a.threads,
+        warmup=pick(a.warmup, 3.0, 1.0),
+        open_duration=pick(a.open_duration, 15.0, 3.0),
+        plain_rate=a.plain_rate,
+        stream_rate=a.stream_rate,
+        settle=0.2 if quick else 0.5,
+    )
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run(
+    a: argparse.Namespace,
+    s: Settings,
+    tmp: Path,
+    pg: ProcGroup,
+    results: list[dict[str, object]],
+) -> None:
+    """Start the mock, then measure each target in turn, appending to ``results``."""
+    prefix = tmp / "mock"
+    prefix.mkdir()
+    port = free_port()
+    conf = mock.write_mock(prefix, port)
+    proc = pg.start("mock", mock.nginx_cmd(a.nginx, prefix, conf), base_env(), tmp / "mock.log")
+    body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}'
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {UPSTREAM_KEY}",
+    }
+    ok, why = httpcheck.wait_ready(port, DIRECT_PATHS["plain"], body, headers, 10.0, proc.alive)
+    if not ok:
+        raise RuntimeError(f"mock upstream did not start: {why}\n{proc.log_tail()}")
+    mock_startup = time.monotonic() - proc.started
+    targets = build_targets(tmp, port, a.nginx, a.compare)
+    wanted = {n.strip() for n in a.targets.split(",") if n.strip()}
+    if wanted:
+        unknown = wanted - {t.name for t in targets}
+        if unknown:
+            raise SystemExit(f"unknown target(s): {', '.join(sorted(unknown))}")
+        targets = [t for t in targets if t.name in wanted]
+    for t in targets:
+        print(f"[bench] {t.name} ...", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        res = measure(t, s, pg, tmp, proc, mock_startup)
+        results.append(res)
+        status = f"error: {str(res['error']).splitlines()[0]}" if res["error"] else "ok"
+        print(
+            f"[bench] {t.name}: {status} ({time.monotonic() - start:.0f}s)",
+            file=sys.stderr,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parse(argv)
+    for tool, hint in ((a.nginx, "nginx"), (a.wrk, "wrk")):
+        if not Path(tool).exists():
+            print(f"missing {tool}: apt-get install -y {hint}", file=sys.stderr)
+            return 2
+    s = _settings(a)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    tmp = Path(tempfile.mkdtemp(prefix="faregate-bench-"))
+    pg = ProcGroup()
+    results: list[dict[str, object]] = []
+    interrupted = False
+    try:
+        _run(a, s, tmp, pg, results)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("[bench] interrupted; stopping children", file=sys.stderr)
+    finally:
+        pg.stop_all()
+        if a.keep_tmp:
+            print(f"[bench] configs and logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if interrupted and not results:
+        return 130
+    settings = asdict(s) | {
+        "quick": a.quick,
+        "compare": a.compare,
+        "interrupted": interrupted,
+    }
+    md, doc = render(machine_info(a.nginx, a.wrk, a.compare), settings, results)
+    a.out.mkdir(parents=True, exist_ok=True)
+    stem = "interrupted" if interrupted else "latest"  # a partial run never replaces latest
+    (a.out / f"{stem}.md").write_text(md)
+    (a.out / f"{stem}.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    print(md)
+    if interrupted:
+        return 130
+    return 1 if any(r["error"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

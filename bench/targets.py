@@ -1,0 +1,228 @@
+"""What gets measured: one ``Target`` per system under test, and their config files.
+
+Adding a target (e.g. a "faregate-embedded" variant with virtual keys, a SQLite
+spend log and metrics) is one more entry in ``build_targets`` plus, if needed,
+one more branch in ``faregate_config``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from bench import mock
+from bench.procs import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DIR = REPO / "bench"
+LITELLM_VENV = BENCH_DIR / ".venv-litellm"
+MASTER_KEY = "sk-bench-master-key-0123456789"
+UPSTREAM_KEY = "sk-bench-upstream"
+KINDS = ("plain", "stream")
+
+
+@dataclass
+class Target:
+    """A system under test. ``cmd`` None means "no process of its own" (direct)."""
+
+    name: str
+    port: int
+    paths: dict[str, str]
+    bodies: dict[str, bytes]
+    headers: dict[str, str]
+    cmd: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    startup_timeout: float = 30.0
+    prepare: Callable[[], None] | None = None  # e.g. build a venv; may raise
+
+
+def base_env() -> dict[str, str]:
+    """The parent's environment without proxy settings; loopback never goes via a proxy."""
+    # The bench hands its environment on to the processes it starts.
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}  # noqa: TID251
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def _gateway_bodies(plain_model: str, stream_model: str) -> dict[str, bytes]:
+    msgs = [{"role": "user", "content": "Say hello"}]
+    return {
+        "plain": orjson.dumps({"model": plain_model, "messages": msgs}),
+        "stream": orjson.dumps({"model": stream_model, "messages": msgs, "stream": True}),
+    }
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    out = {"Content-Type": "application/json"}
+    if key:
+        out["Authorization"] = f"Bearer {key}"
+    return out
+
+
+DIRECT_PATHS = {k: f"/{k}/v1/chat/completions" for k in KINDS}
+GATEWAY_PATHS = {k: "/v1/chat/completions" for k in KINDS}
+
+
+def faregate_config(variant: str, port: int, mock_port: int) -> str:
+    """faregate YAML config for ``variant``; secrets come from the environment."""
+    base = f"http://127.0.0.1:{mock_port}"
+    cred = '[{id: bench, key: "${BENCH_UPSTREAM_KEY}"}]'
+    text = (
+        # Block style: a bare ${...} inside a YAML flow mapping is a syntax error.
+        f"server:\n  host: 127.0.0.1\n  port: {port}\n  master_key: ${{FAREGATE_MASTER_KEY}}\n"
+        "providers:\n"
+        f'  plain-upstream: {{type: openai, base_url: "{base}/plain/v1", credentials: {cred}}}\n'
+        f'  stream-upstream: {{type: openai, base_url: "{base}/stream/v1", credentials: {cred}}}\n'
+        "models:\n"
+        "  bench-plain: [{provider: plain-upstream, model: gpt-4o-mini}]\n"
+        "  bench-stream: [{provider: stream-upstream, model: gpt-4o-mini}]\n"
+        "prices:\n"
+        "  gpt-4o-mini: {input: 0.15, output: 0.6}\n"
+    )
+    if variant == "basic":
+        return text
+    # "embedded" (virtual keys + SQLite spend log + metrics) goes here once faregate has it.
+    raise ValueError(f"unknown faregate config variant {variant!r}")
+
+
+def faregate_target(name: str, tmp: Path, mock_port: int, workers: int, variant: str) -> Target:
+    port = free_port()
+    conf = tmp / f"{name}.yaml"
+    conf.write_text(faregate_config(variant, port, mock_port))
+    exe = Path(sys.executable).parent / "faregate"
+    env = base_env() | {
+        "FAREGATE_MASTER_KEY": MASTER_KEY,
+        "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
+    }
+    cmd = [
+        str(exe),
+        "serve",
+        "-c",
+        str(conf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return Target(
+        name=name,
+        port=port,
+        paths=GATEWAY_PATHS,
+        bodies=_gateway_bodies("bench-plain", "bench-stream"),
+        headers=_headers(MASTER_KEY),
+        cmd=[*cmd, "--workers", str(workers)],
+        env=env,
+        workers=workers,
+    )
+
+
+def litellm_config(mock_port: int) -> str:
+    """LiteLLM proxy config (JSON is valid YAML): two models, master key, no database."""
+    base = f"http://127.0.0.1:{mock_port}"
+
+    def model(name: str, kind: str) -> dict[str, object]:
+        params = {"model": "openai/gpt-4o-mini", "api_base": f"{base}/{kind}/v1"}
+        return {
+            "model_name": name,
+            "litellm_params": params | {"api_key": UPSTREAM_KEY},
+        }
+
+    doc = {
+        "model_list": [model("bench-plain", "plain"), model("bench-stream", "stream")],
+        "general_settings": {"master_key": MASTER_KEY},
+        "litellm_settings": {"telemetry": False, "set_verbose": False},
+    }
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+
+
+def ensure_litellm_venv(log: Path) -> None:
+    """Create bench/.venv-litellm with ``litellm[proxy]`` from PyPI on first use."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return
+    python = getattr(sys, "_base_executable", None) or shutil.which("python3") or "python3"
+    with log.open("ab") as fh:
+        for cmd in (
+            [python, "-m", "venv", str(LITELLM_VENV)],
+            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+        ):
+            subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True, timeout=1800)
+
+
+# Keep LiteLLM offline and quiet: local cost map, no telemetry, no admin UI/docs.
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
+    "LITELLM_LOCAL_AUTOROUTER_PRESETS": "True",
+    "LITELLM_LOCAL_BLOG_POSTS": "True",
+    "LITELLM_LOCAL_POLICY_TEMPLATES": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_TELEMETRY_DISABLED": "True",
+    "DISABLE_ADMIN_UI": "True",
+    "NO_DOCS": "True",
+    "LITELLM_LOG": "ERROR",
+    "LITELLM_MODE": "PRODUCTION",
+    "DISABLE_SCHEMA_UPDATE": "True",
+}
+
+
+def litellm_target(tmp: Path, mock_port: int) -> Target:
+    port = free_port()
+    conf = tmp / "litellm.yaml"
+    conf.write_text(litellm_config(mock_port))
+    env = base_env() | LITELLM_ENV
+    env.pop("DATABASE_URL", None)
+    cmd = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(conf)]
+    return Target(
+        name="litellm",
+        port=port,
+        paths=GATEWAY_PATHS,
+        bodies=_gateway_bodies("bench-plain", "bench-stream"),
+        headers=_headers(MASTER_KEY),
+        cmd=[*cmd, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        env=env,
+        startup_timeout=120.0,
+        prepare=lambda: ensure_litellm_venv(tmp / "litellm-install.log"),
+    )
+
+
+def build_targets(tmp: Path, mock_port: int, nginx: str, compare: bool) -> list[Target]:
+    """All targets of one run, in measurement order (direct first: it is the baseline)."""
+    direct = Target(
+        name="direct",
+        port=mock_port,
+        paths=DIRECT_PATHS,
+        bodies=_gateway_bodies("gpt-4o-mini", "gpt-4o-mini"),
+        headers=_headers(UPSTREAM_KEY),
+    )
+    proxy_port = free_port()
+    prefix = tmp / "nginx-proxy"
+    prefix.mkdir()
+    proxy_conf = mock.write_proxy(prefix, proxy_port, mock_port)
+    proxy = Target(
+        name="nginx-proxy",
+        port=proxy_port,
+        paths=DIRECT_PATHS,
+        bodies=direct.bodies,
+        headers=direct.headers,
+        cmd=mock.nginx_cmd(nginx, prefix, proxy_conf),
+        env=base_env(),
+        startup_timeout=10.0,
+    )
+    targets = [
+        direct,
+        proxy,
+        faregate_target("faregate-1w", tmp, mock_port, 1, "basic"),
+        faregate_target("faregate-2w", tmp, mock_port, 2, "basic"),
+    ]
+    if compare:
+        targets.append(litellm_target(tmp, mock_port))
+    return targets
