@@ -1,135 +1,161 @@
-"""The worker's one pooled HTTP client. The only module that knows aiohttp's exceptions: each is
-mapped to the most specific ``faregate.errors.UpstreamError`` here, raised ``from`` the original.
+"""The worker's one pooled upstream client, and the one boundary where transport failures become
+faregate errors: every exception of ``faregate.http1`` (and the OS) is mapped here to the most
+specific ``faregate.errors.UpstreamError``, raised ``from`` the original.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Iterator
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 
-import aiohttp
-
-from faregate.errors import (
-    UpstreamConnectionError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamTimeout,
-)
+from faregate.errors import UpstreamConnectionError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from faregate.http1 import Connection, ConnectionLost, Http1Error, Pool, request_head, split_url
 from faregate.providers.base import UpstreamRequest
 
 HEARTBEAT = b""  # yielded by ``Reply.chunks`` when the upstream was silent for a heartbeat interval
 
 
 @contextmanager
-def _mapped(what: str, timeout: float) -> Iterator[None]:
+def _mapped(what: str) -> Iterator[None]:
     try:
         yield
-    except UpstreamError:
-        raise
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise UpstreamTimeout(f"timed out connecting ({exc})") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"timed out {what} after {timeout:g}s") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamConnectionError(f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})") from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise UpstreamConnectionError(f"connection closed by upstream {what}") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamProtocolError(f"reply cut off {what} (connection dropped)") from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamProtocolError(f"unreadable reply {what}: {exc.message}") from exc
-    except aiohttp.InvalidURL as exc:
-        raise UpstreamConnectionError(f"invalid upstream URL {exc.url}") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamConnectionError(f"connection error {what}: {type(exc).__name__}") from exc
+    except TimeoutError:
+        raise  # an OSError subclass, but the caller knows which timeout it was
+    except ConnectionLost as exc:
+        if exc.before_reply:
+            raise UpstreamConnectionError(f"connection closed by upstream {what}") from exc
+        raise UpstreamProtocolError(f"reply cut off {what} ({exc})") from exc
+    except Http1Error as exc:
+        raise UpstreamProtocolError(f"unreadable reply {what}: {exc}") from exc
+    except ssl_errors() as exc:
+        raise UpstreamConnectionError(f"TLS failure {what}: {exc.__class__.__name__}") from exc
+    except OSError as exc:
+        raise UpstreamConnectionError(f"connection error {what}: {exc.strerror or exc.__class__.__name__}") from exc
+
+
+def ssl_errors() -> tuple[type[Exception], ...]:
+    return (ssl.SSLError, ssl.CertificateError)
 
 
 class Reply:
-    """An upstream response whose headers have arrived. Read it once, then it is released."""
+    """An upstream response whose headers have arrived. Read it once; it then goes back to the pool."""
 
-    __slots__ = ("_response", "_timeout", "content_type", "headers", "status")
+    __slots__ = ("_conn", "_pool", "_timeout", "content_type", "headers", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse, timeout: float) -> None:
-        self._response = response
+    def __init__(self, conn: Connection, pool: Pool, timeout: float) -> None:
+        self._conn = conn
+        self._pool = pool
         self._timeout = timeout
-        self.status = response.status
-        self.headers = response.headers
-        self.content_type = response.headers.get("content-type", "application/json").encode("latin-1")
+        self.status = conn.status
+        self.headers: Mapping[str, str] = conn.headers
+        self.content_type = conn.headers.get("content-type", "application/json").encode("latin-1")
 
     async def read(self) -> bytes:
+        conn = self._conn
+        parts: list[bytes] = []
         try:
-            with _mapped("while reading the reply", self._timeout):
-                return await self._response.read()
+            with _mapped("while reading the reply"):
+                while not conn.complete:
+                    try:
+                        await conn.wait(self._timeout)
+                    except TimeoutError:
+                        raise UpstreamTimeout(f"timed out reading the reply after {self._timeout:g}s of silence") from None
+                    parts.append(conn.take())
+            parts.append(conn.take())
+            return b"".join(parts)
         finally:
-            self._response.release()
+            self._pool.release(conn)
 
     async def chunks(self, heartbeat: float) -> AsyncIterator[bytes]:
-        """Upstream bytes as they arrive; ``HEARTBEAT`` after each ``heartbeat`` seconds of silence.
+        """Reply bytes as they arrive; ``HEARTBEAT`` after each ``heartbeat`` seconds of silence.
         Raises UpstreamTimeout after ``timeout`` seconds without a byte."""
-        content = self._response.content
+        conn = self._conn
         silent = 0.0
         try:
-            while True:
-                wait = min(heartbeat, self._timeout - silent)
-                try:
-                    async with asyncio.timeout(wait):
-                        with _mapped("waiting for the next event", self._timeout):
-                            data = await content.readany()
-                except TimeoutError:  # our heartbeat timer, not the upstream's idle timeout
-                    silent += wait
-                    if silent >= self._timeout - 1e-6:
-                        raise UpstreamTimeout(f"timed out waiting for the next event after {self._timeout:g}s") from None
-                    yield HEARTBEAT
-                    continue
-                if not data:
-                    return
-                silent = 0.0
-                yield data
+            with _mapped("while streaming"):
+                while True:
+                    data = conn.take()
+                    if data:
+                        silent = 0.0
+                        yield data
+                        continue
+                    if conn.complete:
+                        return
+                    wait = min(heartbeat, self._timeout - silent)
+                    try:
+                        await conn.wait(wait)
+                    except TimeoutError:
+                        silent += wait
+                        if silent >= self._timeout - 1e-6:
+                            raise UpstreamTimeout(f"timed out waiting for the next event after {self._timeout:g}s") from None
+                        yield HEARTBEAT
         finally:
-            self.close()
+            self._pool.release(conn)
 
     def close(self) -> None:
-        """Drop the connection (used when the client went away or the stream failed)."""
-        if not self._response.closed:
-            self._response.close()
+        """Drop the connection (the client went away or the stream failed)."""
+        self._conn.close()
 
 
 class Upstream:
-    """One aiohttp session per worker process, created inside the worker's event loop."""
+    """One connection pool per worker process, used from the worker's event loop."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = Pool()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=60, family=socket.AF_UNSPEC, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        return None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
 
     async def send(self, request: UpstreamRequest, *, connect_timeout: float, timeout: float) -> Reply:
-        """Send and wait for the response headers. Every failure is an UpstreamError."""
-        assert self._session is not None, "Upstream.start() was not awaited"
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, connect=connect_timeout, sock_read=timeout)
-        with _mapped("waiting for the reply", timeout):
-            response = await self._session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=client_timeout,
-                allow_redirects=False,
-            )
-        return Reply(response, timeout)
+        """Send and wait for the response headers. Every failure is an UpstreamError.
+
+        A request written to a reused keep-alive connection that the server had already closed
+        (nothing came back) is sent once more on a new connection: the server never saw it."""
+        try:
+            origin, target = split_url(request.url)
+            head = request_head(request.method, target, origin, request.headers, len(request.body))
+        except Http1Error as exc:
+            raise UpstreamConnectionError(f"cannot send: {exc}") from exc
+        for attempt in (1, 2):
+            conn = self._pool.checkout(origin)
+            if conn is None:
+                where = f"{origin.host}:{origin.port}"
+                try:
+                    conn = await self._pool.connect(origin, connect_timeout)
+                except TimeoutError:
+                    raise UpstreamTimeout(f"timed out connecting to {where} after {connect_timeout:g}s") from None
+                except ssl_errors() as exc:
+                    raise UpstreamConnectionError(f"cannot connect to {where} (TLS: {exc.__class__.__name__})") from exc
+                except OSError as exc:
+                    raise UpstreamConnectionError(f"cannot connect to {where} ({exc.strerror or exc.__class__.__name__})") from exc
+            conn.send(head, request.body)
+            try:
+                with _mapped("waiting for the reply"):
+                    while not conn.headers_done:
+                        await conn.wait(timeout)
+            except TimeoutError:
+                conn.close()
+                raise UpstreamTimeout(f"timed out waiting for the reply after {timeout:g}s") from None
+            except UpstreamConnectionError:
+                conn.close()
+                if attempt == 1 and conn.reused and not conn.received_any:
+                    continue
+                raise
+            except (UpstreamError, asyncio.CancelledError):
+                conn.close()
+                raise
+            if 300 <= conn.status < 400:
+                conn.close()
+                raise UpstreamProtocolError(
+                    f"upstream answered {conn.status} redirect to {conn.headers.get('location', '?')!r}; redirects are not followed"
+                )
+            return Reply(conn, self._pool, timeout)
+        raise AssertionError("unreachable")
 
 
 async def paced(events: tuple[bytes, ...], delay: float) -> AsyncIterator[bytes]:

@@ -43,6 +43,7 @@ class Recorded:
     json: Any | None
     time: float
     model: str | None
+    peer: str = ""  # the client's address:port, to tell connections apart
 
     @property
     def api_key(self) -> str | None:
@@ -50,6 +51,12 @@ class Recorded:
         if scheme.lower() != "bearer":
             return None
         return token.strip() or None
+
+
+def _peer(request: web.Request) -> str:
+    transport = request.transport
+    info = transport.get_extra_info("peername") if transport is not None else None
+    return f"{info[0]}:{info[1]}" if info else ""
 
 
 class FakeOpenAI:
@@ -181,6 +188,7 @@ class FakeOpenAI:
             json=payload,
             time=arrived,
             model=model if isinstance(model, str) else None,
+            peer=_peer(request),
         )
         with self._lock:
             self._requests.append(rec)

@@ -1,0 +1,173 @@
+"""Deterministic cost of the hot path: Python function calls per proxied request.
+
+Runs the real gateway (uvicorn + uvloop + the faregate app) in a thread of this process against a
+loopback upstream, sends requests with a real HTTP client from the main thread, and counts with
+``sys.setprofile`` every Python-level call made in the server thread while they are served. Unlike
+time, the count does not drift with machine load, so CI can assert it stays under a ceiling
+(tests/test_hot_path_budget.py). ``python -m bench.callcount`` prints the breakdown by package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bench.procs import free_port
+
+CONFIG = """
+server:
+  master_key: ${{FAREGATE_MASTER_KEY}}
+  log_requests: {log}
+providers:
+  up:
+    type: openai
+    base_url: {upstream}
+    credentials: [{{id: bench, key: "${{BENCH_UPSTREAM_KEY}}"}}]
+models:
+  m:
+    - {{provider: up, model: gpt-4o-mini}}
+"""
+MASTER_KEY = "sk-callcount-master"
+
+
+@dataclass
+class Count:
+    requests: int
+    calls: int
+    by_package: dict[str, int]
+    by_function: dict[str, int]
+
+    @property
+    def per_request(self) -> float:
+        return self.calls / self.requests
+
+
+def _package(filename: str) -> str:
+    parts = Path(filename).parts
+    for marker in ("site-packages", "src"):
+        if marker in parts:
+            rest = parts[parts.index(marker) + 1 :]
+            return rest[0] if rest else filename
+    return "stdlib" if "python3" in filename else Path(filename).name
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.by_file: collections.Counter[str] = collections.Counter()
+        self.by_function: collections.Counter[str] = collections.Counter()
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            self.calls += 1
+            code = frame.f_code
+            self.by_file[code.co_filename] += 1
+            self.by_function[f"{_package(code.co_filename)}:{Path(code.co_filename).stem}.{code.co_qualname}"] += 1
+
+
+@contextmanager
+def served(upstream: str, *, log: bool = False) -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
+    """The faregate app under uvicorn in a background thread; yields its base URL and loop."""
+    import os
+
+    from faregate.gateway import Gateway
+    from faregate.server.app import build_app
+
+    os.environ.setdefault("FAREGATE_MASTER_KEY", MASTER_KEY)  # noqa: TID251 - test harness sets the gateway's env
+    os.environ.setdefault("BENCH_UPSTREAM_KEY", "sk-callcount-upstream")  # noqa: TID251
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "faregate.yaml"
+        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower()))
+        port = free_port()
+        config = uvicorn.Config(
+            build_app(Gateway(path)),
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+        )
+        server = uvicorn.Server(config)
+        holder: dict[str, asyncio.AbstractEventLoop] = {}
+
+        def run() -> None:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+            holder["loop"] = loop
+            loop.run_until_complete(server.serve())
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}", holder["loop"], thread
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+
+def count_calls(upstream: str, requests: int = 200, *, stream: bool = False, log: bool = False) -> Count:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    with served(upstream, log=log) as (url, loop, _), httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        for _ in range(20):  # warm up: connections open, caches filled, lazy imports done
+            assert http.post("/v1/chat/completions", json=body).status_code == 200
+        counter = _Counter()
+        installed = threading.Event()
+
+        def install(profiler: Any) -> None:
+            sys.setprofile(profiler)
+            installed.set()
+
+        loop.call_soon_threadsafe(install, counter)
+        installed.wait(5)
+        for _ in range(requests):
+            r = http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+        installed.clear()
+        loop.call_soon_threadsafe(install, None)
+        installed.wait(5)
+    by_package: collections.Counter[str] = collections.Counter()
+    for filename, n in counter.by_file.items():
+        by_package[_package(filename)] += n
+    return Count(requests=requests, calls=counter.calls, by_package=dict(by_package), by_function=dict(counter.by_function))
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        for stream in (False, True):
+            result = count_calls(fake.url, stream=stream, log=True)
+            kind = "stream" if stream else "plain"
+            print(f"{kind}: {result.per_request:.0f} Python calls per request ({result.calls} over {result.requests})")
+            for pkg, n in sorted(result.by_package.items(), key=lambda kv: -kv[1]):
+                print(f"  {pkg:<24} {n / result.requests:8.1f}")
+            if "--functions" in sys.argv:
+                for fn, n in sorted(result.by_function.items(), key=lambda kv: -kv[1])[:40]:
+                    print(f"    {n / result.requests:6.1f}  {fn}")
+
+
+if __name__ == "__main__":
+    main()
