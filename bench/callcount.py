@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import sys
 import tempfile
 import threading
@@ -80,20 +81,39 @@ class _Counter:
 
 @contextmanager
 def served(upstream: str, *, log: bool = False) -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
-    """The faregate app under uvicorn in a background thread; yields its base URL and loop."""
-    import os
+    """The faregate app under uvicorn in a background thread; yields its base URL and loop.
+    The gateway's environment (master key, upstream key) is set for the duration and restored."""
+    env = os.environ  # noqa: TID251 - the harness provides the gateway's environment
+    saved = {name: env.get(name) for name in ("FAREGATE_MASTER_KEY", "BENCH_UPSTREAM_KEY")}
+    env["FAREGATE_MASTER_KEY"], env["BENCH_UPSTREAM_KEY"] = MASTER_KEY, "sk-callcount-upstream"
+    try:
+        with _serving(upstream, log) as served_at:
+            yield served_at
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
 
+
+@contextmanager
+def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
     from faregate.gateway import Gateway
+    from faregate.observability import logging as logs
     from faregate.server.app import build_app
 
-    os.environ.setdefault("FAREGATE_MASTER_KEY", MASTER_KEY)  # noqa: TID251 - test harness sets the gateway's env
-    os.environ.setdefault("BENCH_UPSTREAM_KEY", "sk-callcount-upstream")  # noqa: TID251
+    if log:  # as `faregate serve` runs: JSON lines at info level
+        logs.setup("info")
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "faregate.yaml"
         path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower()))
         port = free_port()
+        gateway = Gateway(path)
+        gateway.access_log = logs.AccessLog(open(os.devnull, "wb"))  # noqa: SIM115 - lines are produced, not kept
         config = uvicorn.Config(
-            build_app(Gateway(path)),
+            build_app(gateway),
             host="127.0.0.1",
             port=port,
             loop="uvloop",

@@ -45,11 +45,11 @@ def test_two_workers_serve_and_metrics_cover_both(fake: FakeOpenAI, gateways: Ca
     assert sorted({s for s, _ in results}) == [200, 503]
     assert sum(s == 200 for s, _ in results) == N - N // 10
     assert len({g for _, g in results}) == 1
+    time.sleep(1.5)  # each worker publishes its counts at most once a second, and flushes its log lines
     gw_logs = gw.logs()
     assert gw_logs.count('"logger":"faregate.access"') == N  # one line per request, from every worker
     pids = set(re.findall(r'"logger":"faregate.access".*?"worker":(\d+)', gw_logs))
     assert len(pids) == 2, pids  # both worker processes served
-    time.sleep(1.5)  # each worker publishes its counts at most once a second
     text = httpx.get(gw.url + "/metrics").text
     assert _counter(text, "faregate_requests_total", model="m", deployment="up/a-model", status="200") == N - N // 10
     assert _counter(text, "faregate_requests_total", model="bad", status="503") == N // 10

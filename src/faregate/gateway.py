@@ -38,6 +38,7 @@ class Gateway:
         self.pipeline = Pipeline(self.health, self.upstream)
         self.metrics = Metrics()
         self.metrics_dir = metrics_dir
+        self.access_log = logs.AccessLog()
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
         self.pid = os.getpid()
@@ -45,6 +46,7 @@ class Gateway:
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.upstream.start()
+        self.spawn(self._flush_logs())
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
 
@@ -53,6 +55,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.upstream.close()
+        self.access_log.flush()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """The one place background work starts; tasks are kept and cancelled at stop."""
@@ -76,20 +79,25 @@ class Gateway:
         model = ex.model or "-"
         deployment = ex.deployment.label if ex.deployment else "-"
         m = self.metrics
-        m.inc("faregate_requests_total", (model, deployment, str(ex.status)))
-        m.observe("faregate_request_duration_seconds", (model,), elapsed)
+        m.dirty = True
+        counters, histograms = m.counters, m.histograms
+        series = counters["faregate_requests_total"]
+        key = (model, deployment, str(ex.status))
+        series[key] = series.get(key, 0.0) + 1
+        m.observe(histograms["faregate_request_duration_seconds"], (model,), elapsed)
         if ex.ttfb is not None:
-            m.observe("faregate_time_to_first_token_seconds", (model,), ex.ttfb)
+            m.observe(histograms["faregate_time_to_first_token_seconds"], (model,), ex.ttfb)
         usage = ex.usage
         if usage is not None:
-            m.inc("faregate_tokens_total", (model, "prompt"), usage.prompt_tokens)
-            m.inc("faregate_tokens_total", (model, "completion"), usage.completion_tokens)
+            tokens = counters["faregate_tokens_total"]
+            tokens[(model, "prompt")] = tokens.get((model, "prompt"), 0.0) + usage.prompt_tokens
+            tokens[(model, "completion")] = tokens.get((model, "completion"), 0.0) + usage.completion_tokens
         if ex.cost:
             m.inc("faregate_cost_usd_total", (model,), ex.cost)
         for label, kind in ex.failures:
             m.inc("faregate_upstream_errors_total", (label, kind))
         if self.keyring.current.generation.server.log_requests:
-            logs.access(
+            self.access_log.record(
                 {
                     "request_id": ex.request_id,
                     "worker": self.pid,
@@ -123,6 +131,11 @@ class Gateway:
             return render([(True, own)])
         write_snapshot(self.metrics_dir, own)
         return render(read_snapshots(self.metrics_dir))
+
+    async def _flush_logs(self) -> None:
+        while True:
+            await asyncio.sleep(logs.FLUSH_SECONDS)
+            self.access_log.flush()
 
     async def _flush_metrics(self) -> None:
         assert self.metrics_dir is not None

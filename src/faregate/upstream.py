@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 
 from faregate.errors import UpstreamConnectionError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from faregate.http1 import Connection, ConnectionLost, Http1Error, Pool, request_head, split_url
@@ -17,22 +16,19 @@ from faregate.providers.base import UpstreamRequest
 HEARTBEAT = b""  # yielded by ``Reply.chunks`` when the upstream was silent for a heartbeat interval
 
 
-@contextmanager
-def _mapped(what: str) -> Iterator[None]:
-    try:
-        yield
-    except TimeoutError:
-        raise  # an OSError subclass, but the caller knows which timeout it was
-    except ConnectionLost as exc:
+def _translate(exc: Exception, what: str) -> UpstreamError:
+    """The most specific faregate error for a transport failure (TimeoutError is handled by callers)."""
+    if isinstance(exc, ConnectionLost):
         if exc.before_reply:
-            raise UpstreamConnectionError(f"connection closed by upstream {what}") from exc
-        raise UpstreamProtocolError(f"reply cut off {what} ({exc})") from exc
-    except Http1Error as exc:
-        raise UpstreamProtocolError(f"unreadable reply {what}: {exc}") from exc
-    except ssl_errors() as exc:
-        raise UpstreamConnectionError(f"TLS failure {what}: {exc.__class__.__name__}") from exc
-    except OSError as exc:
-        raise UpstreamConnectionError(f"connection error {what}: {exc.strerror or exc.__class__.__name__}") from exc
+            return UpstreamConnectionError(f"connection closed by upstream {what}")
+        return UpstreamProtocolError(f"reply cut off {what} ({exc})")
+    if isinstance(exc, Http1Error):
+        return UpstreamProtocolError(f"unreadable reply {what}: {exc}")
+    if isinstance(exc, ssl_errors()):
+        return UpstreamConnectionError(f"TLS failure {what}: {exc.__class__.__name__}")
+    if isinstance(exc, OSError):
+        return UpstreamConnectionError(f"connection error {what}: {exc.strerror or exc.__class__.__name__}")
+    raise exc
 
 
 def ssl_errors() -> tuple[type[Exception], ...]:
@@ -56,13 +52,14 @@ class Reply:
         conn = self._conn
         parts: list[bytes] = []
         try:
-            with _mapped("while reading the reply"):
-                while not conn.complete:
-                    try:
-                        await conn.wait(self._timeout)
-                    except TimeoutError:
-                        raise UpstreamTimeout(f"timed out reading the reply after {self._timeout:g}s of silence") from None
-                    parts.append(conn.take())
+            while not conn.complete:
+                try:
+                    await conn.wait(self._timeout)
+                except TimeoutError:
+                    raise UpstreamTimeout(f"timed out reading the reply after {self._timeout:g}s of silence") from None
+                except (Http1Error, OSError) as exc:
+                    raise _translate(exc, "while reading the reply") from exc
+                parts.append(conn.take())
             parts.append(conn.take())
             return b"".join(parts)
         finally:
@@ -74,23 +71,24 @@ class Reply:
         conn = self._conn
         silent = 0.0
         try:
-            with _mapped("while streaming"):
-                while True:
-                    data = conn.take()
-                    if data:
-                        silent = 0.0
-                        yield data
-                        continue
-                    if conn.complete:
-                        return
-                    wait = min(heartbeat, self._timeout - silent)
-                    try:
-                        await conn.wait(wait)
-                    except TimeoutError:
-                        silent += wait
-                        if silent >= self._timeout - 1e-6:
-                            raise UpstreamTimeout(f"timed out waiting for the next event after {self._timeout:g}s") from None
-                        yield HEARTBEAT
+            while True:
+                data = conn.take()
+                if data:
+                    silent = 0.0
+                    yield data
+                    continue
+                if conn.complete:
+                    return
+                wait = min(heartbeat, self._timeout - silent)
+                try:
+                    await conn.wait(wait)
+                except TimeoutError:
+                    silent += wait
+                    if silent >= self._timeout - 1e-6:
+                        raise UpstreamTimeout(f"timed out waiting for the next event after {self._timeout:g}s") from None
+                    yield HEARTBEAT
+                except (Http1Error, OSError) as exc:
+                    raise _translate(exc, "while streaming") from exc
         finally:
             self._pool.release(conn)
 
@@ -135,18 +133,17 @@ class Upstream:
                     raise UpstreamConnectionError(f"cannot connect to {where} ({exc.strerror or exc.__class__.__name__})") from exc
             conn.send(head, request.body)
             try:
-                with _mapped("waiting for the reply"):
-                    while not conn.headers_done:
-                        await conn.wait(timeout)
+                while not conn.headers_done:
+                    await conn.wait(timeout)
             except TimeoutError:
                 conn.close()
                 raise UpstreamTimeout(f"timed out waiting for the reply after {timeout:g}s") from None
-            except UpstreamConnectionError:
+            except (Http1Error, OSError) as exc:
                 conn.close()
                 if attempt == 1 and conn.reused and not conn.received_any:
-                    continue
-                raise
-            except (UpstreamError, asyncio.CancelledError):
+                    continue  # a stale keep-alive connection: the server never saw the request
+                raise _translate(exc, "waiting for the reply") from exc
+            except asyncio.CancelledError:
                 conn.close()
                 raise
             if 300 <= conn.status < 400:

@@ -1,7 +1,11 @@
-"""Structured logs: one JSON object per line. One line per request (``access``), never per chunk.
+"""Structured logs: one JSON object per line on stderr. One line per request, never per chunk.
 
 Nothing here receives a secret: requests are described by credential *fingerprints*. Values go
 through orjson, so CR/LF in user-supplied strings cannot forge log lines.
+
+Access lines bypass the ``logging`` machinery (about 30 Python calls a line, measured with
+``python -m bench.callcount``): ``AccessLog`` appends the encoded line to a buffer that the
+gateway flushes every ``FLUSH_SECONDS`` and at shutdown, in the same JSON shape as other lines.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 
-ACCESS = logging.getLogger("faregate.access")
+FLUSH_SECONDS = 0.2
+MAX_BUFFER = 256 * 1024  # flush at once beyond this many bytes
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,8 +38,8 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(level: str = "info", stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -45,6 +50,36 @@ def setup(level: str = "info") -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def access(fields: dict[str, Any]) -> None:
-    if ACCESS.isEnabledFor(logging.INFO):
-        ACCESS.info("request", extra={"fields": fields})
+class AccessLog:
+    """Buffered JSON access lines, written to ``stream`` (stderr) by ``flush``."""
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._stream = stream
+        self._lines: list[bytes] = []
+        self._size = 0
+
+    def record(self, fields: dict[str, Any]) -> None:
+        now = time.time()
+        head = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
+            "level": "info",
+            "logger": "faregate.access",
+        }
+        line = orjson.dumps({**head, **fields}, option=orjson.OPT_APPEND_NEWLINE, default=str)
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size > MAX_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        stream = self._stream or sys.stderr.buffer
+        try:
+            stream.write(data)
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # logging must never take a request down; the lines are lost

@@ -8,6 +8,7 @@ every worker's latest snapshot with its own live counts. Nothing here runs per s
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ Labels = tuple[str, ...]
 
 class Metrics:
     def __init__(self) -> None:
-        self.counters: dict[str, dict[Labels, float]] = {}
-        self.histograms: dict[str, dict[Labels, list[float]]] = {}  # bucket counts..., sum, count
+        self.counters: dict[str, dict[Labels, float]] = {n: {} for n, (kind, _, _) in SPEC.items() if kind == "counter"}
+        self.histograms: dict[str, dict[Labels, list[float]]] = {n: {} for n, (kind, _, _) in SPEC.items() if kind == "histogram"}
         self.in_flight = 0
         self.dirty = False
 
@@ -46,18 +47,17 @@ class Metrics:
         series[labels] = series.get(labels, 0.0) + value
         self.dirty = True
 
-    def observe(self, name: str, labels: Labels, value: float) -> None:
-        series = self.histograms.setdefault(name, {})
+    @staticmethod
+    def observe(series: dict[Labels, list[float]], labels: Labels, value: float) -> None:
+        """Add one observation to a histogram series (``self.histograms[name]``): buckets, sum, count."""
         row = series.get(labels)
         if row is None:
             row = series[labels] = [0.0] * (len(BUCKETS) + 2)
-        for i, bound in enumerate(BUCKETS):
-            if value <= bound:
-                row[i] += 1
-                break
+        i = bisect_left(BUCKETS, value)  # the first bucket whose bound is >= value
+        if i < len(BUCKETS):
+            row[i] += 1
         row[-2] += value
         row[-1] += 1
-        self.dirty = True
 
     def snapshot(self, gauges: dict[str, dict[Labels, float]]) -> dict[str, Any]:
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from faregate.errors import FaregateError, InternalError
-from faregate.server.http import Message, Receive, Scope, Send, send_error
+from faregate.server.http import Receive, Scope, Send, send_error
 
 log = logging.getLogger("faregate.server")
 
@@ -14,7 +14,9 @@ class ErrorGuard:
     """Last line of defence: any exception becomes an OpenAI-format error, never a traceback.
 
     A FaregateError that escapes a handler is sent with its own status; anything else is logged
-    with its traceback and answered 500. If the response had started, the connection is closed.
+    with its traceback and answered 500. If the response had already started, the server refuses
+    a second start (RuntimeError) and closes the connection; ``send`` is not wrapped, so this
+    costs nothing per message on the hot path.
     """
 
     def __init__(self, app: object) -> None:
@@ -26,22 +28,20 @@ class ErrorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, send)
         except FaregateError as err:
-            if not started:
-                await send_error(send, err)
+            await _try_send(send, err)
         except Exception:
             log.exception("unhandled error while serving %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await send_error(send, InternalError("internal error in faregate; the server log has the details"))
-            else:
+            if not await _try_send(send, InternalError("internal error in faregate; the server log has the details")):
                 raise
+
+
+async def _try_send(send: Send, error: FaregateError) -> bool:
+    """Send the error if no response has started; False when one had (the server then drops the connection)."""
+    try:
+        await send_error(send, error)
+    except RuntimeError:
+        return False
+    return True
