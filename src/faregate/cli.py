@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from faregate import __version__
+from faregate import __version__, remote
 from faregate.config import runtime
 from faregate.credentials.keyring import build
 from faregate.errors import ConfigError, Problem
 from faregate.generation import Generation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="faregate: a self-hosted AI API gateway")
+DEFAULT_URL = "http://127.0.0.1:4000"
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="config file (YAML)", exists=False)]
 
 
@@ -85,7 +88,7 @@ def serve(
     elif server.auth == "none":
         typer.echo("auth: none -> no key is required; listening on loopback only", err=True)
     metrics_dir = Path(tempfile.mkdtemp(prefix="faregate-metrics-")) if n_workers > 1 else None
-    runtime.export(config.resolve(), metrics_dir, log_level)
+    runtime.export(config.resolve(), metrics_dir, log_level, f"{socket.gethostname()}-{os.getpid()}")
     url = f"http://{bind}:{port or server.port}"
     typer.echo(
         f"faregate {__version__}: serving {url} with {n_workers} worker(s); generation {generation.id}; "
@@ -110,6 +113,59 @@ def serve(
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+UrlOption = Annotated[str, typer.Option(help="a running gateway")]
+KeyOption = Annotated[str | None, typer.Option(help="master key (default: $FAREGATE_MASTER_KEY)")]
+
+
+@app.command()
+def reload(
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every worker's acknowledgement")] = 10.0,
+) -> None:
+    """Ask a running gateway to load its config now; exit 1 unless every live worker is on the new generation."""
+    status, body = remote.call("POST", url, "/admin/reload", key or runtime.master_key_from_env(), {"timeout": timeout}, timeout + 5)
+    if status == 422:
+        typer.echo(body.get("error", {}).get("message", "invalid config"), err=True)
+        for problem in body.get("problems", []):
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1)
+    if "workers" not in body:
+        typer.echo(f"reload failed ({status}): {body.get('error', {}).get('message', body)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"generation {body['generation']}")
+    for w in body["workers"]:
+        mark = "ok " if w.get("on_new_generation") else "OLD"
+        typer.echo(f"  {mark} {w['id']:<40} generation {w['generation']}  bus {w['bus']}")
+    for line in body.get("laggards", []):
+        typer.echo(f"  laggard: {line}", err=True)
+    if not body.get("ok"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(config: ConfigOption, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Compare the credential fingerprints the config resolves to with what every live worker uses."""
+    generation, _ = _load(config)
+    status, body = remote.call("GET", url, "/admin/workers", key or runtime.master_key_from_env(), None, 10)
+    if status != 200:
+        typer.echo(f"cannot read workers ({status}): {body.get('error', {}).get('message', body)}", err=True)
+        raise typer.Exit(1)
+    rows, ok = remote.compare(generation, body)
+    typer.echo(
+        f"config {config}: generation {generation.id}, {sum(len(p.credentials) for p in generation.providers.values())} credential(s)"
+    )
+    typer.echo(f"{'worker':<40} {'generation':<14} {'state':<12} detail")
+    for row in rows:
+        typer.echo(f"{row.worker:<40} {row.generation:<14} {row.state:<12} {row.detail}")
+    if body.get("bus", "ok") != "ok":
+        typer.echo(f"control bus: {body['bus']} (other instances may be missing from this list)")
+        ok = False
+    typer.echo("all workers match the config" if ok else "MISMATCH: see the rows above")
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()

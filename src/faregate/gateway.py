@@ -8,34 +8,54 @@ what it needs from here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from faregate.control import Controller
 from faregate.credentials.keyring import Keyring, build
-from faregate.errors import ConfigError
+from faregate.generation import Generation
 from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
+from faregate.store.base import BusError, ControlBus
+from faregate.store.redis_bus import RedisBus
+from faregate.store.sqlite_bus import SqliteBus
 from faregate.upstream import Upstream
 
 log = logging.getLogger("faregate.gateway")
 METRICS_FLUSH_SECONDS = 1.0
 
 
+def make_bus(generation: Generation) -> ControlBus:
+    """Redis when ``state.redis`` is set (many instances); else a SQLite file beside the database (one host)."""
+    state = generation.state
+    if state.redis:
+        return RedisBus(state.redis)
+    database = state.database
+    if database.startswith("sqlite:///"):
+        return SqliteBus(Path(database.removeprefix("sqlite:///")).parent / "control.db")
+    return SqliteBus(Path(".faregate") / "control.db")
+
+
 class Gateway:
-    def __init__(self, config_path: Path, metrics_dir: Path | None = None) -> None:
+    def __init__(self, config_path: Path, metrics_dir: Path | None = None, instance: str | None = None) -> None:
         generation, warnings = build(config_path)
         for problem in warnings:
             log.warning(str(problem))
         self.keyring = Keyring(generation)
         self.health = Health()
         self.upstream = Upstream()
-        self.pipeline = Pipeline(self.health, self.upstream)
+        self.pipeline = Pipeline(self.health, self.upstream, current=lambda: self.keyring.current)
+        self.control = Controller(
+            self.keyring, self.health, self.upstream, make_bus(generation), instance or f"{socket.gethostname()}-{os.getpid()}"
+        )
         self.metrics = Metrics()
         self.metrics_dir = metrics_dir
         self.access_log = logs.AccessLog()
@@ -46,6 +66,10 @@ class Gateway:
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.upstream.start()
+        await self.control.start()
+        for task in self.control.tasks():
+            self.spawn(task)  # type: ignore[arg-type]
+        self.control.install_signal_handler()
         self.spawn(self._flush_logs())
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
@@ -54,6 +78,9 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(BusError):
+            await self.control.bus.unregister(self.control.worker_id)
+        await self.control.bus.close()
         await self.upstream.close()
         self.access_log.flush()
 
@@ -62,15 +89,6 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def reload(self) -> list[str]:
-        """Load the config again; on any error the current generation keeps serving (ConfigError)."""
-        try:
-            _, warnings = self.keyring.reload()
-        except ConfigError:
-            log.error("reload failed; the current generation keeps serving")
-            raise
-        return [str(w) for w in warnings]
 
     # per request ---------------------------------------------------------------------------------
     def finish(self, ex: Exchange, now: float) -> None:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 import orjson
 
 from faregate.config.prices import price_table
-from faregate.config.schema import Config, DeploymentConfig, ServerConfig
+from faregate.config.schema import Config, DeploymentConfig, ServerConfig, StateConfig
 from faregate.types import Price, Secret
 
 
@@ -83,6 +83,7 @@ class Generation:
     loaded_at: float
     source: Path
     server: ServerConfig
+    state: StateConfig
     master_key: Secret | None
     providers: Mapping[str, Provider]
     models: Mapping[str, ModelRoute]
@@ -118,6 +119,7 @@ def compile_generation(
     base_urls: Mapping[str, str | None],
     master_key: Secret | None,
     watched_files: tuple[Path, ...],
+    redis_url: str | None = None,
 ) -> Generation:
     """Build the generation from a validated config and already-resolved secrets. Pure but for the clock."""
     providers = {
@@ -148,6 +150,7 @@ def compile_generation(
         loaded_at=time.time(),
         source=source,
         server=config.server,
+        state=StateConfig(database=config.state.database, redis=redis_url),
         master_key=master_key,
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),

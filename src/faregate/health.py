@@ -60,5 +60,9 @@ class Health:
         state.reason = reason
         state.failures = 0
 
+    def clear(self) -> None:
+        """Forget every failure and cooldown (``POST /cache/purge``)."""
+        self._states.clear()
+
     def cooling(self, now: float) -> list[tuple[str, float, str]]:
         return [(label, s.until, s.reason) for label, s in self._states.items() if s.until > now]

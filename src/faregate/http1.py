@@ -223,6 +223,7 @@ class Pool:
     def __init__(self) -> None:
         self._idle: dict[Origin, list[Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
+        self.closed = False
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -253,7 +254,7 @@ class Pool:
 
     def release(self, conn: Connection) -> None:
         """Back to the pool if the reply was read to its end on a keep-alive connection, else closed."""
-        if conn.reusable:
+        if conn.reusable and not self.closed:
             conn.idle_since = time.monotonic()
             conn.reused = False
             self._idle.setdefault(conn.origin, []).append(conn)
@@ -261,6 +262,7 @@ class Pool:
             conn.close()
 
     def close(self) -> None:
+        self.closed = True
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ from faregate.errors import (
     NoDeploymentAvailable,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamRateLimited,
     UpstreamRejected,
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
@@ -67,9 +68,10 @@ class Answer:
 
 
 class Pipeline:
-    def __init__(self, health: Health, upstream: Upstream, rng: random.Random | None = None) -> None:
+    def __init__(self, health: Health, upstream: Upstream, current: Callable[[], Snapshot], rng: random.Random | None = None) -> None:
         self.health = health
         self.upstream = upstream
+        self.current = current
         self.rng = rng or random.Random()
 
     async def run(self, snap: Snapshot, ex: Exchange, payload: dict[str, Any]) -> Answer:
@@ -99,6 +101,9 @@ class Pipeline:
                 except UpstreamError as err:
                     ex.failures.append((dep.label, type(err).__name__))
                     failures.append(f"{prefix}{dep.label}: {err.reason}")
+                    if isinstance(err, CredentialRejected) and self.current() is not snap:
+                        snap = self.current()  # a reload may have brought the new key: retry with it
+                        ex.generation = snap.generation
                     continue
                 if target is not route:
                     ex.fallback_from = route.name
@@ -111,8 +116,12 @@ class Pipeline:
         raise NoDeploymentAvailable(f"no deployment available for model '{ex.model}': " + "; ".join(failures), retry_after=retry_after)
 
     async def _attempt(self, snap: Snapshot, ex: Exchange, dep: Deployment, payload: dict[str, Any]) -> Answer:
-        provider = dep.provider
-        pool = snap.pools[provider.name]
+        provider = snap.generation.providers.get(dep.provider.name, dep.provider)
+        pool = snap.pools.get(provider.name)
+        if pool is None:
+            raise CredentialRejected(f"provider {provider.name} was removed by a reload")
+        if provider is not dep.provider:  # retrying on a newer generation: its base URL, headers, keys
+            dep = replace(dep, provider=provider)
         now = time.time()
         credential = pool.choose(now)
         if credential is None:
@@ -141,6 +150,14 @@ class Pipeline:
             return _passthrough(snap.generation, dep, err)
         except CredentialRejected as err:
             pool.reject(credential, err.reason)
+            raise
+        except UpstreamRateLimited as err:
+            if len(pool.states) > 1:  # one account of several is limited: rest that key, not the deployment
+                pool.cool(
+                    credential, time.time() + (err.retry_after if err.retry_after is not None else policy.cooldown_seconds), err.reason
+                )
+            else:
+                self.health.failure(dep.label, err, time.time(), policy)
             raise
         except UpstreamError as err:
             self.health.failure(dep.label, err, time.time(), policy)

@@ -109,6 +109,11 @@ class Upstream:
     async def close(self) -> None:
         self._pool.close()
 
+    def retire(self) -> None:
+        """A new generation is in: close idle connections; ones still in use close when released."""
+        old, self._pool = self._pool, Pool()
+        old.close()
+
     async def send(self, request: UpstreamRequest, *, connect_timeout: float, timeout: float) -> Reply:
         """Send and wait for the response headers. Every failure is an UpstreamError.
 

@@ -173,8 +173,8 @@ def semantic_problems(config: Config) -> list[Problem]:
                 "no master key: set one (e.g. ${FAREGATE_MASTER_KEY}) or write `auth: none` to run without auth on loopback only",
             )
         )
-    if config.state.redis:
-        problems.append(Problem("state.redis", "Redis is not used by this version yet; limits and cooldowns are per process", "warning"))
+    if config.state.redis and not config.state.redis.startswith(("redis://", "rediss://", "unix://", "${", "os.environ/")):
+        problems.append(Problem("state.redis", "must be a redis://, rediss:// or unix:// URL, or a reference to one"))
     for name, provider in config.providers.items():
         path = f"providers.{name}"
         if provider.type != "mock":

@@ -12,6 +12,7 @@ from pathlib import Path
 CONFIG_ENV = "FAREGATE_CONFIG"
 METRICS_DIR_ENV = "FAREGATE_METRICS_DIR"
 LOG_LEVEL_ENV = "FAREGATE_LOG_LEVEL"
+INSTANCE_ENV = "FAREGATE_INSTANCE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +20,12 @@ class Runtime:
     config_path: Path
     metrics_dir: Path | None
     log_level: str = "info"
+    instance: str | None = None
 
 
-def export(config_path: Path, metrics_dir: Path | None, log_level: str) -> None:
+def export(config_path: Path, metrics_dir: Path | None, log_level: str, instance: str) -> None:
     os.environ[CONFIG_ENV] = str(config_path)
+    os.environ[INSTANCE_ENV] = instance
     os.environ[LOG_LEVEL_ENV] = log_level
     if metrics_dir is not None:
         os.environ[METRICS_DIR_ENV] = str(metrics_dir)
@@ -33,4 +36,9 @@ def current() -> Runtime:
     if not path:
         raise RuntimeError(f"{CONFIG_ENV} is not set: start workers with `faregate serve -c FILE`")
     metrics = os.environ.get(METRICS_DIR_ENV)
-    return Runtime(Path(path), Path(metrics) if metrics else None, os.environ.get(LOG_LEVEL_ENV, "info"))
+    return Runtime(Path(path), Path(metrics) if metrics else None, os.environ.get(LOG_LEVEL_ENV, "info"), os.environ.get(INSTANCE_ENV))
+
+
+def master_key_from_env() -> str | None:
+    """The key `faregate reload/verify` present to a running gateway."""
+    return os.environ.get("FAREGATE_MASTER_KEY")

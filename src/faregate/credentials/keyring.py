@@ -67,6 +67,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         headers[name] = _headers(name, provider.headers, env, problems)
         base_urls[name] = _expand(f"providers.{name}.base_url", provider.base_url, env, problems)
     master_key = _master_key(config, env, problems)
+    redis_url = _expand("state.redis", config.state.redis, env, problems)
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     generation = compile_generation(
@@ -77,6 +78,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         base_urls=base_urls,
         master_key=master_key,
         watched_files=tuple(dict.fromkeys(watched)),
+        redis_url=redis_url,
     )
     return generation, problems
 

@@ -77,6 +77,21 @@ class CredentialPool:
             state.cooled_until = max(state.cooled_until, until)
             state.cool_reason = reason
 
+    def report(self, now: float) -> list[tuple[Credential, str, str, int, float | None]]:
+        """(credential, state, reason, requests since load, last used) for each credential."""
+        rows = []
+        for s in self.states:
+            if s.rejected is not None:
+                state, reason = "rejected", s.rejected
+            elif s.cooled_until > now:
+                state, reason = "cooling", f"until {s.cooled_until:.0f} after {s.cool_reason}"
+            elif s.credential.retiring:
+                state, reason = "retiring", "takes traffic only when no other credential is healthy"
+            else:
+                state, reason = "active", ""
+            rows.append((s.credential, state, reason, s.requests, s.last_used))
+        return rows
+
     def unusable_reason(self, now: float) -> str:
         if not self.states:
             return "no credentials configured"

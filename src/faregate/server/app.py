@@ -8,7 +8,7 @@ from faregate.config import runtime
 from faregate.errors import MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import openai_api, ops_api
+from faregate.server import admin_api, openai_api, ops_api
 from faregate.server.http import Receive, Scope, Send, send_error
 from faregate.server.middleware import ErrorGuard
 from faregate.server.openai_api import Handler
@@ -23,6 +23,10 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/healthz": {"GET": ops_api.healthz},
     "/readyz": {"GET": ops_api.readyz},
     "/metrics": {"GET": ops_api.metrics},
+    "/admin/reload": {"POST": admin_api.reload},
+    "/admin/workers": {"GET": admin_api.workers},
+    "/admin/credentials": {"GET": admin_api.credentials},
+    "/cache/purge": {"POST": admin_api.purge},
 }
 # the same routes without /v1, as OpenAI clients configured with a bare base URL send them
 ROUTES.update({path.removeprefix("/v1"): methods for path, methods in list(ROUTES.items()) if path.startswith("/v1/")})
@@ -40,7 +44,7 @@ class Router:
             return
         methods = ROUTES.get(scope["path"])
         if methods is None:
-            await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {scope['path']!r}; see /openapi routes in the README"))
+            await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {scope['path']!r}; the routes are listed in the README"))
             return
         handler = methods.get(scope["method"])
         if handler is None:
@@ -77,4 +81,4 @@ def create_app() -> ErrorGuard:
     """uvicorn factory: each worker process builds its own Gateway from the config file."""
     settings = runtime.current()
     logs.setup(settings.log_level)  # worker processes start with no logging configured
-    return build_app(Gateway(settings.config_path, settings.metrics_dir))
+    return build_app(Gateway(settings.config_path, settings.metrics_dir, settings.instance))

@@ -9,41 +9,16 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from faregate.credentials.keyring import Snapshot, master_key_matches
-from faregate.errors import AuthenticationFailed, FaregateError
+from faregate.errors import FaregateError
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
 from faregate.server import validate
+from faregate.server.auth import authenticate
 from faregate.server.http import Headers, Receive, Scope, Send, read_body, send_bytes, send_error
 from faregate.types import Endpoint
 
 Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
 STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-
-def authenticate(snap: Snapshot, scope: Scope) -> None:
-    """Master key from `Authorization: Bearer` or `x-api-key`; constant-time comparison."""
-    if snap.generation.server.auth == "none":
-        return
-    presented: list[bytes] = []
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            if scheme.lower() != b"bearer" or not token.strip():
-                raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
-            presented.append(token.strip())
-        elif key == b"x-api-key":
-            presented.append(value.strip())
-    if not presented:
-        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
-    if len(set(presented)) > 1:
-        raise AuthenticationFailed("more than one API key was sent; send exactly one")
-    try:
-        key = presented[0].decode("ascii")
-    except UnicodeDecodeError:
-        raise AuthenticationFailed("invalid API key") from None
-    if not master_key_matches(snap.generation, key):
-        raise AuthenticationFailed("invalid API key")
 
 
 def reply_headers(ex: Exchange) -> Headers:
@@ -66,6 +41,8 @@ def reply_headers(ex: Exchange) -> Headers:
 def proxy(endpoint: Endpoint) -> Handler:
     async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange(request_id=secrets.token_hex(12), endpoint=endpoint, started=time.perf_counter())
+        if gw.control.stale():  # this worker was paused or starved: apply pending reloads first
+            await gw.control.catch_up()
         snap = gw.keyring.current
         ex.generation = snap.generation
         gw.metrics.in_flight += 1

@@ -1,0 +1,158 @@
+"""Admin routes (master key): reload, cache purge, workers, credentials."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from faregate.control import ReloadOutcome
+from faregate.errors import ConfigError, FaregateError, InvalidRequest
+from faregate.gateway import Gateway
+from faregate.server.auth import authenticate_admin
+from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
+from faregate.store.base import HEARTBEAT_EXPIRY, BusError, WorkerInfo
+
+JSON = b"application/json"
+DEFAULT_ACK_TIMEOUT = 10.0
+MAX_ACK_TIMEOUT = 120.0
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    await send_bytes(send, status, orjson.dumps(body), JSON)
+
+
+async def _timeout(scope: Scope, receive: Receive) -> float:
+    body = await read_body(scope, receive, 64 * 1024)
+    if not body.strip():
+        return DEFAULT_ACK_TIMEOUT
+    try:
+        data = orjson.loads(body)
+        value = data.get("timeout", DEFAULT_ACK_TIMEOUT) if isinstance(data, dict) else None
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= MAX_ACK_TIMEOUT:
+        raise InvalidRequest(f'body must be empty or {{"timeout": seconds}} with 0 < seconds <= {MAX_ACK_TIMEOUT:g}', param="timeout")
+    return float(value)
+
+
+def worker_row(w: WorkerInfo, now: float, on_generation: bool | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": w.id,
+        "instance": w.instance,
+        "pid": w.pid,
+        "generation": w.generation,
+        "credentials": list(w.credentials),
+        "started": w.started,
+        "last_heartbeat_age_s": round(now - w.heartbeat, 3),
+        "live": now - w.heartbeat <= HEARTBEAT_EXPIRY,
+        "bus": w.bus,
+        "last_reload_error": w.error or None,
+    }
+    if on_generation is not None:
+        row["on_new_generation"] = on_generation
+    return row
+
+
+def _outcome_body(outcome: ReloadOutcome) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "ok": outcome.ok,
+        "generation": outcome.generation,
+        "workers": [worker_row(w, now, done) for w, done in outcome.workers],
+        "laggards": outcome.laggards,
+        "warnings": [str(p) for p in outcome.warnings],
+        "bus": outcome.bus,
+    }
+
+
+def _coordinated(purge: bool) -> Any:
+    async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            authenticate_admin(gw.keyring.current, scope)
+            timeout = await _timeout(scope, receive)
+            outcome = await gw.control.reload_all(timeout, purge=purge)
+        except ConfigError as exc:
+            errors = [str(p) for p in exc.problems if p.severity == "error"]
+            message = f"the new config is invalid; generation {gw.keyring.current.generation.id} keeps serving: " + "; ".join(errors)
+            body = {
+                "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_config"},
+                "problems": [str(p) for p in exc.problems],
+            }
+            await _send_json(send, 422, body)
+            return
+        except FaregateError as err:
+            await send_error(send, err)
+            return
+        body = _outcome_body(outcome)
+        if not outcome.ok:
+            body["error"] = {
+                "message": "not every worker confirmed the new generation: " + "; ".join(outcome.laggards),
+                "type": "service_unavailable",
+                "param": None,
+                "code": "reload_incomplete",
+            }
+        await _send_json(send, 200 if outcome.ok else 503, body)
+
+    return handle
+
+
+reload = _coordinated(purge=False)
+purge = _coordinated(purge=True)
+
+
+async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        authenticate_admin(gw.keyring.current, scope)
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    now = time.time()
+    try:
+        rows = [worker_row(w, now) for w in await gw.control.bus.workers()]
+        bus = gw.control.bus_status
+    except BusError as exc:
+        rows = [worker_row(gw.control.info(), now)]  # the bus is down: this worker can only speak for itself
+        bus = f"degraded: {exc}"
+    body = {"this_worker": gw.control.worker_id, "generation": gw.keyring.current.generation.id, "bus": bus, "workers": rows}
+    await _send_json(send, 200, body)
+
+
+async def credentials(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Every credential of the current generation, with its state here and its traffic summed over
+    every live worker (so a retiring key can be watched draining to zero). Never the secret."""
+    try:
+        authenticate_admin(gw.keyring.current, scope)
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    now = time.time()
+    try:
+        live = [w for w in await gw.control.bus.workers() if now - w.heartbeat <= HEARTBEAT_EXPIRY and w.id != gw.control.worker_id]
+    except BusError:
+        live = []
+    own = gw.control.info()
+    rows = []
+    for name, pool in gw.keyring.current.pools.items():
+        for credential, state, reason, requests, last_used in pool.report(now):
+            total, last = requests, last_used
+            for w in live:
+                seen = w.usage.get(credential.label)
+                if seen is not None:
+                    total += int(seen[2])  # type: ignore[call-overload]
+                    if seen[3] is not None and (last is None or float(seen[3]) > last):  # type: ignore[arg-type]
+                        last = float(seen[3])  # type: ignore[arg-type]
+            rows.append(
+                {
+                    "provider": name,
+                    "id": credential.id,
+                    "fingerprint": credential.label,
+                    "retiring": credential.retiring,
+                    "state": state,
+                    "reason": reason or None,
+                    "requests_since_load": total,
+                    "last_used": last,
+                }
+            )
+    await _send_json(send, 200, {"generation": own.generation, "workers_counted": 1 + len(live), "credentials": rows})

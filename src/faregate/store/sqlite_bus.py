@@ -1,0 +1,85 @@
+"""Control bus and worker registry in a SQLite file: every worker and instance on one host.
+
+Events are rows with an increasing sequence number that each worker reads past its cursor
+(polled every ``POLL_SECONDS``); the registry is one row per worker. All SQL runs in a thread so
+the event loop never waits on the file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from faregate.store.base import Delivery, Event, WorkerInfo, decode_event, encode_event
+
+POLL_SECONDS = 0.2
+KEEP_EVENTS_SECONDS = 300.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS control_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat REAL NOT NULL, body BLOB NOT NULL);
+"""
+
+
+class SqliteBus:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._cursor = 0
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        async with self._lock:  # one statement at a time on this connection
+            return await asyncio.to_thread(lambda: self._connect().execute(sql, args).fetchall())
+
+    async def start(self) -> None:
+        rows = await self._run("SELECT COALESCE(MAX(seq), 0) FROM control_events")
+        self._cursor = int(rows[0][0])  # type: ignore[call-overload]
+
+    async def publish(self, event: Event) -> None:
+        now = time.time()
+        await self._run("INSERT INTO control_events (at, body) VALUES (?, ?)", (now, encode_event(event)))
+        await self._run("DELETE FROM control_events WHERE at < ?", (now - KEEP_EVENTS_SECONDS,))
+
+    async def receive(self) -> Delivery:
+        await asyncio.sleep(POLL_SECONDS)
+        rows = await self._run("SELECT seq, body FROM control_events WHERE seq > ? ORDER BY seq", (self._cursor,))
+        delivery = Delivery()
+        for seq, body in rows:
+            self._cursor = max(self._cursor, int(seq))  # type: ignore[call-overload]
+            event = decode_event(body)  # type: ignore[arg-type]
+            if event is not None:
+                delivery.events.append(event)
+        return delivery
+
+    async def register(self, info: WorkerInfo) -> None:
+        await self._run(
+            "INSERT INTO workers (id, heartbeat, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET heartbeat = excluded.heartbeat, body = excluded.body",
+            (info.id, info.heartbeat, info.encode()),
+        )
+
+    async def unregister(self, worker_id: str) -> None:
+        await self._run("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._run("SELECT body FROM workers ORDER BY id")
+        return [WorkerInfo.decode(body) for (body,) in rows]  # type: ignore[arg-type]
+
+    async def forget_older_than(self, cutoff: float) -> None:
+        await self._run("DELETE FROM workers WHERE heartbeat < ?", (cutoff,))
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
