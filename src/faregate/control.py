@@ -23,6 +23,7 @@ from faregate.credentials.keyring import Keyring
 from faregate.errors import ConfigError, Problem
 from faregate.generation import Generation
 from faregate.health import Health
+from faregate.observability.metrics import process_exists
 from faregate.store.base import (
     HEARTBEAT_EXPIRY,
     HEARTBEAT_SECONDS,
@@ -79,7 +80,7 @@ class Controller:
         self.worker_id = f"{instance}/{self.pid}"
         self.started = time.time()
         self.bus_status = "starting"
-        self.last_heard = time.monotonic()
+        self.last_tick = time.monotonic()
         self.last_error = ""
         self.key_listeners: list[Callable[[VirtualKeyChanged], None]] = []
         self._signature = file_signature(keyring.current.generation.watched_files)
@@ -88,6 +89,7 @@ class Controller:
     # local reload ----------------------------------------------------------------------------------
     def reload_local(self, purge: bool = False) -> tuple[Generation, list[Problem]]:
         """Load the config file into a new generation and swap it in; ConfigError leaves the old one."""
+        previous = self.keyring.current.generation.id
         try:
             snap, warnings = self.keyring.reload()
         except ConfigError as exc:
@@ -99,7 +101,8 @@ class Controller:
         self.upstream.retire()  # connections opened for the old generation go with it
         if purge:
             self.health.clear()
-        log.info(f"generation {snap.generation.id} loaded")
+        change = "unchanged" if snap.generation.id == previous else f"replaces {previous}"
+        log.info(f"generation {snap.generation.id} loaded ({change})")
         return snap.generation, warnings
 
     def _try_reload(self, purge: bool = False) -> None:
@@ -166,6 +169,7 @@ class Controller:
             await self.receive_once()
 
     async def receive_once(self) -> None:
+        self.last_tick = time.monotonic()  # the loop ran: this worker is not paused (the bus may be down)
         try:
             delivery = await self.bus.receive()
         except BusError as exc:
@@ -173,7 +177,6 @@ class Controller:
                 log.warning(f"control bus lost, serving the last generation: {exc}")
             self.bus_status = f"degraded: {exc}"
             return
-        self.last_heard = time.monotonic()
         if self.bus_status != "ok":
             log.info("control bus reachable again; resynchronising")
             self.bus_status = "ok"
@@ -214,17 +217,28 @@ class Controller:
         await self._beat()
 
     def stale(self) -> bool:
-        return time.monotonic() - self.last_heard > FENCE_SECONDS
+        """True when the control loop has not run for a while: the process was paused or starved."""
+        return time.monotonic() - self.last_tick > FENCE_SECONDS
 
     async def catch_up(self) -> None:
-        """Before serving after a pause (SIGSTOP, a stalled loop): apply what the bus and files say."""
+        """Before serving after a pause (SIGSTOP, a stalled loop): apply what the files and the bus say.
+        With the bus down only the files are checked, so an outage costs requests nothing."""
         await self.check_files()
-        await self.receive_once()
+        if self.bus_status == "ok":
+            await self.receive_once()
+        self.last_tick = time.monotonic()
 
     # coordination ---------------------------------------------------------------------------------
+    def is_live(self, worker: WorkerInfo, now: float) -> bool:
+        """A fresh heartbeat; on this instance also a process that still exists, so a crashed sibling
+        is not waited for until its heartbeat expires."""
+        if now - worker.heartbeat > HEARTBEAT_EXPIRY:
+            return False
+        return worker.instance != self.instance or process_exists(worker.pid)
+
     async def live_workers(self) -> list[WorkerInfo]:
-        cutoff = time.time() - HEARTBEAT_EXPIRY
-        return [w for w in await self.bus.workers() if w.heartbeat >= cutoff]
+        now = time.time()
+        return [w for w in await self.bus.workers() if self.is_live(w, now)]
 
     async def reload_all(self, timeout: float, purge: bool = False) -> ReloadOutcome:
         """Reload here (ConfigError if the config is invalid), tell every worker, wait for their acks."""

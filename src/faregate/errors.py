@@ -103,6 +103,7 @@ class UpstreamError(FaregateError):
     type = "upstream_error"
     code = "upstream_error"
     retriable = True
+    credential_scoped = False  # set when only the credential failed: the deployment may be retried with another
 
     def __init__(self, reason: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(reason, code=code)

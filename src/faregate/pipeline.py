@@ -96,14 +96,8 @@ class Pipeline:
                 if ex.endpoint not in SUPPORTED[dep.provider.type]:
                     failures.append(f"{prefix}{dep.label}: provider type {dep.provider.type} has no {ex.endpoint} endpoint")
                     continue
-                try:
-                    answer = await self._attempt(snap, ex, dep, payload)
-                except UpstreamError as err:
-                    ex.failures.append((dep.label, type(err).__name__))
-                    failures.append(f"{prefix}{dep.label}: {err.reason}")
-                    if isinstance(err, CredentialRejected) and self.current() is not snap:
-                        snap = self.current()  # a reload may have brought the new key: retry with it
-                        ex.generation = snap.generation
+                answer, snap = await self._on_deployment(snap, ex, dep, payload, prefix, failures)
+                if answer is None:
                     continue
                 if target is not route:
                     ex.fallback_from = route.name
@@ -114,6 +108,26 @@ class Pipeline:
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
         retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
         raise NoDeploymentAvailable(f"no deployment available for model '{ex.model}': " + "; ".join(failures), retry_after=retry_after)
+
+    async def _on_deployment(
+        self, snap: Snapshot, ex: Exchange, dep: Deployment, payload: dict[str, Any], prefix: str, failures: list[str]
+    ) -> tuple[Answer | None, Snapshot]:
+        """Try one deployment. A failure that concerns only the credential (401/403, or 429 on one key
+        of several) is retried here with the next credential, taken from the current generation, so
+        a reload that brought a new key is used at once. (None, snapshot) when the deployment failed."""
+        for _ in range(1 + len(dep.provider.credentials)):
+            try:
+                return await self._attempt(snap, ex, dep, payload), snap
+            except UpstreamError as err:
+                ex.failures.append((dep.label, type(err).__name__))
+                failures.append(f"{prefix}{dep.label}: {err.reason}")
+                if not err.credential_scoped:
+                    return None, snap
+                current = self.current()
+                if current is not snap:
+                    snap = current
+                    ex.generation = snap.generation
+        return None, snap
 
     async def _attempt(self, snap: Snapshot, ex: Exchange, dep: Deployment, payload: dict[str, Any]) -> Answer:
         provider = snap.generation.providers.get(dep.provider.name, dep.provider)
@@ -150,12 +164,13 @@ class Pipeline:
             return _passthrough(snap.generation, dep, err)
         except CredentialRejected as err:
             pool.reject(credential, err.reason)
+            err.credential_scoped = True
             raise
         except UpstreamRateLimited as err:
             if len(pool.states) > 1:  # one account of several is limited: rest that key, not the deployment
-                pool.cool(
-                    credential, time.time() + (err.retry_after if err.retry_after is not None else policy.cooldown_seconds), err.reason
-                )
+                rest = err.retry_after if err.retry_after is not None else policy.cooldown_seconds
+                pool.cool(credential, time.time() + rest, err.reason)
+                err.credential_scoped = True
             else:
                 self.health.failure(dep.label, err, time.time(), policy)
             raise

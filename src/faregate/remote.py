@@ -51,8 +51,8 @@ def compare(generation: Generation, workers: dict[str, Any]) -> tuple[list[Row],
     for w in listed:
         age = float(w.get("last_heartbeat_age_s", now))
         have = set(w.get("credentials", []))
-        if age > DEAD_SECONDS:
-            rows.append(Row(w["id"], w["generation"], "gone", f"no heartbeat for {age:.1f}s; not counted"))
+        if age > DEAD_SECONDS or not w.get("live", True):
+            rows.append(Row(w["id"], w["generation"], "gone", f"not live (last heartbeat {age:.1f}s ago); not counted"))
             continue
         if age > SILENT_SECONDS:
             ok = False

@@ -73,7 +73,7 @@ def write_snapshot(directory: Path, snapshot: dict[str, Any]) -> None:
     tmp.replace(directory / f"{os.getpid()}.json")
 
 
-def _alive(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,7 +88,7 @@ def read_snapshots(directory: Path) -> list[tuple[bool, dict[str, Any]]]:
     out = []
     for file in directory.glob("*.json"):
         try:
-            out.append((_alive(int(file.stem)), orjson.loads(file.read_bytes())))
+            out.append((process_exists(int(file.stem)), orjson.loads(file.read_bytes())))
         except (ValueError, OSError, orjson.JSONDecodeError):
             continue
     return out

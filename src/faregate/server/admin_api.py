@@ -12,7 +12,7 @@ from faregate.errors import ConfigError, FaregateError, InvalidRequest
 from faregate.gateway import Gateway
 from faregate.server.auth import authenticate_admin
 from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
-from faregate.store.base import HEARTBEAT_EXPIRY, BusError, WorkerInfo
+from faregate.store.base import BusError, WorkerInfo
 
 JSON = b"application/json"
 DEFAULT_ACK_TIMEOUT = 10.0
@@ -37,7 +37,7 @@ async def _timeout(scope: Scope, receive: Receive) -> float:
     return float(value)
 
 
-def worker_row(w: WorkerInfo, now: float, on_generation: bool | None = None) -> dict[str, Any]:
+def worker_row(w: WorkerInfo, now: float, live: bool, on_generation: bool | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": w.id,
         "instance": w.instance,
@@ -46,7 +46,7 @@ def worker_row(w: WorkerInfo, now: float, on_generation: bool | None = None) -> 
         "credentials": list(w.credentials),
         "started": w.started,
         "last_heartbeat_age_s": round(now - w.heartbeat, 3),
-        "live": now - w.heartbeat <= HEARTBEAT_EXPIRY,
+        "live": live,
         "bus": w.bus,
         "last_reload_error": w.error or None,
     }
@@ -60,7 +60,7 @@ def _outcome_body(outcome: ReloadOutcome) -> dict[str, Any]:
     return {
         "ok": outcome.ok,
         "generation": outcome.generation,
-        "workers": [worker_row(w, now, done) for w, done in outcome.workers],
+        "workers": [worker_row(w, now, True, done) for w, done in outcome.workers],
         "laggards": outcome.laggards,
         "warnings": [str(p) for p in outcome.warnings],
         "bus": outcome.bus,
@@ -110,10 +110,10 @@ async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> No
         return
     now = time.time()
     try:
-        rows = [worker_row(w, now) for w in await gw.control.bus.workers()]
+        rows = [worker_row(w, now, gw.control.is_live(w, now)) for w in await gw.control.bus.workers()]
         bus = gw.control.bus_status
     except BusError as exc:
-        rows = [worker_row(gw.control.info(), now)]  # the bus is down: this worker can only speak for itself
+        rows = [worker_row(gw.control.info(), now, True)]  # the bus is down: this worker can only speak for itself
         bus = f"degraded: {exc}"
     body = {"this_worker": gw.control.worker_id, "generation": gw.keyring.current.generation.id, "bus": bus, "workers": rows}
     await _send_json(send, 200, body)
@@ -129,7 +129,7 @@ async def credentials(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
         return
     now = time.time()
     try:
-        live = [w for w in await gw.control.bus.workers() if now - w.heartbeat <= HEARTBEAT_EXPIRY and w.id != gw.control.worker_id]
+        live = [w for w in await gw.control.live_workers() if w.id != gw.control.worker_id]
     except BusError:
         live = []
     own = gw.control.info()
