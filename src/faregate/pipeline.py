@@ -30,7 +30,7 @@ from faregate.errors import (
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
 from faregate.providers import LOCAL, SUPPORTED, mock, openai
-from faregate.routing import fallback_chain, plan
+from faregate.routing import plan, targets
 from faregate.types import Endpoint, Usage
 from faregate.upstream import HEARTBEAT, Upstream, paced
 
@@ -86,7 +86,7 @@ class Pipeline:
         def blocked(label: str) -> str | None:
             return self.health.blocked(label, now)
 
-        for target, refusal in [(route, None), *fallback_chain(gen, route)]:
+        for target, refusal in targets(gen, route):
             if refusal is not None:
                 failures.append(refusal)
                 continue

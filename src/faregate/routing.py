@@ -9,7 +9,7 @@ exceeds ``max_fallback_cost_ratio`` times the requested model's (unpriced counts
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from faregate.generation import Deployment, Generation, ModelRoute
@@ -57,15 +57,15 @@ def _weighted_order(tier: tuple[Deployment, ...], rng: random.Random) -> list[De
     return order
 
 
-def fallback_chain(generation: Generation, requested: ModelRoute) -> list[tuple[ModelRoute, str | None]]:
-    """The requested model's fallbacks in order, each with the reason it must be skipped (or None)."""
-    chain: list[tuple[ModelRoute, str | None]] = []
+def targets(generation: Generation, requested: ModelRoute) -> Iterator[tuple[ModelRoute, str | None]]:
+    """The requested model, then its fallbacks in order, each with the reason it must be skipped
+    (or None). Lazy: a request answered by its own model never prices a fallback."""
+    yield requested, None
     for name in generation.fallbacks.get(requested.name, ()):
         target = generation.models.get(name)
         if target is None or target is requested:
             continue
-        chain.append((target, cost_refusal(generation, requested, target)))
-    return chain
+        yield target, cost_refusal(generation, requested, target)
 
 
 def cost_refusal(generation: Generation, requested: ModelRoute, target: ModelRoute) -> str | None:
