@@ -12,24 +12,10 @@ import httpx
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.configs import key_file_config
 from tests.support.procs import MASTER_KEY, GatewayProcess, run_cli
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
-
-
-def good_config(upstream: str) -> str:
-    return f"""
-server:
-  master_key: ${{FAREGATE_MASTER_KEY}}
-providers:
-  up:
-    type: openai
-    base_url: {upstream}
-    credentials: [{{id: main, key_file: key.txt}}]
-models:
-  m:
-    - {{provider: up, model: gpt-4o-mini}}
-"""
 
 
 def _yaml_syntax(text: str, d: Path) -> str:
@@ -67,7 +53,7 @@ def test_invalid_reload_keeps_the_old_generation(
     fake: FakeOpenAI, tmp_path: Path, name: str, breaks: Callable[[str, Path], str], problem: str
 ) -> None:
     (tmp_path / "key.txt").write_text("sk-good-key-1234\n")
-    gw = GatewayProcess(tmp_path, good_config(fake.url))
+    gw = GatewayProcess(tmp_path, key_file_config(fake.url))
     with gw, httpx.Client(base_url=gw.url, headers=AUTH, timeout=20) as http:
         before = http.get("/readyz").json()["generation"]
         broken = breaks(gw.config_path.read_text(), tmp_path)

@@ -3,7 +3,6 @@ headers that always name the key the upstream really saw."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -16,32 +15,11 @@ import httpx
 
 from faregate.types import fingerprint
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.configs import key_file_config, write_key
 from tests.support.procs import MASTER_KEY, GatewayProcess, run_cli
 
 OLD_KEY = "sk-rotation-old-1111"
 NEW_KEY = "sk-rotation-new-2222"
-
-
-def key_file_config(upstream: str) -> str:
-    return f"""
-server:
-  master_key: ${{FAREGATE_MASTER_KEY}}
-providers:
-  up:
-    type: openai
-    base_url: {upstream}
-    credentials: [{{id: main, key_file: key.txt}}]
-models:
-  m:
-    - {{provider: up, model: gpt-4o-mini}}
-"""
-
-
-def write_key(directory: Path, key: str) -> None:
-    """Atomic replace, as editors and secret managers do it."""
-    tmp = directory / ".key.txt.tmp"
-    tmp.write_text(key + "\n")
-    os.replace(tmp, directory / "key.txt")
 
 
 @dataclass

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.control.test_rotation import Load, key_file_config, write_key
+from tests.control.test_rotation import Load
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.configs import key_file_config, write_key
 from tests.support.procs import MASTER_KEY, GatewayProcess, run_cli
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import openai
 
 from tests.support.procs import MASTER_KEY, GatewayProcess
@@ -38,3 +41,25 @@ models:{models}
 
 def client(gateway: GatewayProcess, **kwargs: object) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def key_file_config(upstream: str) -> str:
+    return f"""
+server:
+  master_key: ${{FAREGATE_MASTER_KEY}}
+providers:
+  up:
+    type: openai
+    base_url: {upstream}
+    credentials: [{{id: main, key_file: key.txt}}]
+models:
+  m:
+    - {{provider: up, model: gpt-4o-mini}}
+"""
+
+
+def write_key(directory: Path, key: str) -> None:
+    """Atomic replace, as editors and secret managers do it."""
+    tmp = directory / ".key.txt.tmp"
+    tmp.write_text(key + "\n")
+    os.replace(tmp, directory / "key.txt")

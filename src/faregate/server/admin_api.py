@@ -102,11 +102,18 @@ reload = _coordinated(purge=False)
 purge = _coordinated(purge=True)
 
 
-async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def _refused(gw: Gateway, scope: Scope, send: Send) -> bool:
+    """Check the master key; on failure send the error and return True."""
     try:
         authenticate_admin(gw.keyring.current, scope)
     except FaregateError as err:
         await send_error(send, err)
+        return True
+    return False
+
+
+async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    if await _refused(gw, scope, send):
         return
     now = time.time()
     try:
@@ -122,10 +129,7 @@ async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> No
 async def credentials(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Every credential of the current generation, with its state here and its traffic summed over
     every live worker (so a retiring key can be watched draining to zero). Never the secret."""
-    try:
-        authenticate_admin(gw.keyring.current, scope)
-    except FaregateError as err:
-        await send_error(send, err)
+    if await _refused(gw, scope, send):
         return
     now = time.time()
     try:
