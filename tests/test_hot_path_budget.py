@@ -1,9 +1,12 @@
 """Regression guard for the hot path, without timing: Python function calls per proxied request.
 
 The count (``bench.callcount``: the real gateway under uvicorn, a loopback upstream, 200 requests)
-does not drift with machine load, so it is safe in CI. The ceilings sit ~12% above what the code
-measured when they were set (plain 120, stream 195-203, with access logging on): a change that
-adds work to every request fails here and has to justify itself with `make bench` figures.
+does not drift with machine load, so it is safe in CI. The ceilings sit ~10% above what the code
+measures (plain 127, stream 223, access logging on; with aiohttp as the upstream client it was 254
+per plain request). History: 120/197 before the control plane's per-request pause check and the
+per-credential retry loop (+5 plain); streams +26 for pricing (every chunk goes through the usage
+stripper). A change that adds work to every request fails here and has to justify itself with
+`make bench` figures and a new ceiling.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from bench.callcount import count_calls
 from tests.fakes.openai_upstream import FakeOpenAI
 
-CEILINGS = {False: 135, True: 225}
+CEILINGS = {False: 140, True: 245}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

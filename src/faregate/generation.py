@@ -48,6 +48,7 @@ class Provider:
     strategy: str
     stream_chunks: int
     chunk_delay: float
+    stream_usage: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ def compile_generation(
             strategy=p.credential_strategy,
             stream_chunks=p.stream_chunks or 8,
             chunk_delay=0.02 if p.chunk_delay is None else p.chunk_delay,
+            stream_usage=p.stream_usage,
         )
         for name, p in config.providers.items()
     }

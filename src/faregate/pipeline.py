@@ -146,6 +146,9 @@ class Pipeline:
         try:
             if provider.type in LOCAL:
                 return self._local(ex, dep, payload, policy)
+            injected = ex.stream and provider.stream_usage and ex.endpoint != "embeddings"
+            if injected:
+                payload, injected = openai.with_stream_usage(payload)
             request = openai.build(ex.endpoint, dep, credential, payload)
             reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
             if reply.status >= 300:
@@ -154,7 +157,8 @@ class Pipeline:
             if ex.stream:
                 self.health.success(dep.label)
                 heartbeat = snap.generation.server.stream_heartbeat
-                return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy))
+                stripper = openai.UsageStripper() if injected else None
+                return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, stripper))
             body = await reply.read()
             self._account(ex, dep, body)
             self.health.success(dep.label)
@@ -184,6 +188,7 @@ class Pipeline:
             raise openai.classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
         self.health.success(dep.label)
         if reply.events:
+            ex.usage = reply.usage
             stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay), policy)
             return Answer(reply.status, reply.content_type, stream=stream)
         self._account(ex, dep, reply.body)
@@ -198,8 +203,12 @@ class Pipeline:
         ex.usage = openai.usage_of(data)
         ex.cost = costs.cost(ex.usage, dep.price)
 
-    async def _relay(self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy) -> AsyncIterator[bytes]:
-        """Pass upstream SSE bytes through untouched; end a cut stream with an explicit error event."""
+    async def _relay(
+        self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy, stripper: openai.UsageStripper | None = None
+    ) -> AsyncIterator[bytes]:
+        """Pass upstream SSE bytes through as they arrive; end a cut stream with an explicit error
+        event. With a stripper (usage was requested for the client's sake), the usage-only event is
+        kept for pricing and removed from what the client sees."""
         tail = b""
         try:
             async for data in chunks:
@@ -208,10 +217,20 @@ class Pipeline:
                     continue
                 if ex.ttfb is None:
                     ex.ttfb = time.perf_counter() - ex.started
-                if b'"usage"' in data:
+                if stripper is not None:
+                    data = stripper.feed(data)
+                    if not data:
+                        continue
+                elif openai.has_usage(data):
                     ex.usage = openai.stream_usage(data) or ex.usage
                 tail = data[-16:] if len(data) >= 16 else (tail + data)[-16:]
                 yield data
+            if stripper is not None:
+                ex.usage = stripper.usage or ex.usage
+                rest = stripper.flush()
+                if rest:
+                    tail = (tail + rest)[-16:]
+                    yield rest
         except UpstreamError as err:
             ex.failures.append((dep.label, type(err).__name__))
             yield _cut(ex, dep, tail, err.reason)

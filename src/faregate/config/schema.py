@@ -50,6 +50,9 @@ class ProviderConfig(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(600.0, gt=0, description="seconds to the first byte and between bytes")
     connect_timeout: float = Field(10.0, gt=0)
+    stream_usage: bool = Field(
+        True, description="ask for stream_options.include_usage to price streams (and hide it from clients that did not ask)"
+    )
     # mock provider only
     stream_chunks: int | None = Field(None, ge=1, le=10_000)
     chunk_delay: float | None = Field(None, ge=0, le=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faregate.types import Endpoint
+from faregate.types import Endpoint, Usage
 
 PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
@@ -29,3 +29,4 @@ class LocalReply:
     body: bytes = b""
     events: tuple[bytes, ...] = ()
     content_type: bytes = b"application/json"
+    usage: Usage | None = None  # for streams: what the reply cost, whether or not the client asked

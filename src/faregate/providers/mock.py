@@ -16,7 +16,7 @@ import orjson
 
 from faregate.generation import Deployment
 from faregate.providers.base import LocalReply
-from faregate.types import Endpoint
+from faregate.types import Endpoint, Usage
 
 ERRORS: dict[str, tuple[int, str, str, str]] = {
     "error-400": (400, "invalid_request_error", "invalid_value", "mock: the request was rejected as invalid"),
@@ -46,7 +46,8 @@ def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) 
     if payload.get("stream") is True:
         include_usage = isinstance(payload.get("stream_options"), dict) and payload["stream_options"].get("include_usage") is True
         events = _stream_events(endpoint, rid, deployment, text, usage if include_usage else None)
-        return LocalReply(200, events=events, content_type=b"text/event-stream; charset=utf-8")
+        spent = Usage(prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+        return LocalReply(200, events=events, content_type=b"text/event-stream; charset=utf-8", usage=spent)
     if endpoint == "chat":
         choice: dict[str, Any] = {
             "index": 0,

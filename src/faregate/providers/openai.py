@@ -119,3 +119,53 @@ def stream_usage(chunk: bytes) -> Usage | None:
                 continue
             found = usage or found
     return found
+
+
+def has_usage(chunk: bytes) -> bool:
+    """Whether a streamed chunk may carry a usage object (not the `"usage":null` of every chunk)."""
+    return b'"usage":{' in chunk or b'"usage": {' in chunk
+
+
+def with_stream_usage(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask the upstream to report usage at the end of a stream, so the stream can be priced.
+    Returns the payload to send and whether the request was changed (then the usage event must be
+    removed again before the client sees it: it did not ask for it)."""
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return payload, False
+    merged = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
+    return {**payload, "stream_options": merged}, True
+
+
+class UsageStripper:
+    """Removes the usage-only event (`"choices":[]` plus a usage object) from an SSE byte stream and
+    keeps its usage. Holds back an incomplete event until its end arrives; everything else is passed
+    on unchanged and in order."""
+
+    __slots__ = ("_carry", "usage")
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if self._carry:
+            data = self._carry + data
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._carry = data
+            return b""
+        complete, self._carry = data[: end + 2], data[end + 2 :]
+        if b'"usage":{' not in complete and b'"usage": {' not in complete:  # has_usage, inlined: this runs per chunk
+            return complete
+        kept = []
+        for event in complete.split(b"\n\n")[:-1]:
+            if has_usage(event) and b'"choices":[]' in event.replace(b" ", b""):
+                self.usage = stream_usage(event) or self.usage
+                continue
+            kept.append(event + b"\n\n")
+        return b"".join(kept)
+
+    def flush(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        return rest

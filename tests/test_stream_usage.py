@@ -1,0 +1,52 @@
+"""Streams are priced from the usage the upstream reports, even when the client did not ask for it;
+the client then does not see the usage event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.configs import UPSTREAM_ENV, client, config, provider
+from tests.support.procs import MASTER_KEY, GatewayProcess
+
+Start = Callable[..., GatewayProcess]
+MESSAGES = [{"role": "user", "content": "Hi"}]
+PRICES = "\n  gpt-4o-mini: {input: 0.15, output: 0.6}"
+
+
+def stream_raw(gw: GatewayProcess, body: dict[str, object]) -> bytes:
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}) as r:
+        assert r.status_code == 200
+        return r.read()
+
+
+def test_stream_priced_without_showing_usage_to_a_client_that_did_not_ask(fake: FakeOpenAI, gateways: Start) -> None:
+    gw = gateways(config(provider("up", fake.url), "\n  m:\n    - {provider: up, model: gpt-4o-mini}", prices=PRICES), env=UPSTREAM_ENV)
+    raw = stream_raw(gw, {"model": "m", "stream": True, "messages": MESSAGES})
+    assert fake.requests[-1].json["stream_options"] == {"include_usage": True}  # asked upstream
+    events = [e for e in raw.split(b"\n\n") if e.strip()]
+    assert events[-1] == b"data: [DONE]"
+    assert not any(b'"choices":[]' in e for e in events)  # ...and hidden from the client
+    text = "".join(c.choices[0].delta.content or "" for c in client(gw).chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+    assert text == "Hello from the fake upstream."
+    metrics = httpx.get(gw.url + "/metrics").text
+    cost = [line for line in metrics.splitlines() if line.startswith('faregate_cost_usd_total{model="m"}')]
+    assert cost and float(cost[0].split()[-1]) > 0
+    assert 'faregate_tokens_total{model="m",kind="completion"}' in metrics
+
+
+def test_a_client_that_asked_for_usage_gets_it(fake: FakeOpenAI, gateways: Start) -> None:
+    gw = gateways(config(provider("up", fake.url), "\n  m:\n    - {provider: up, model: gpt-4o-mini}", prices=PRICES), env=UPSTREAM_ENV)
+    chunks = list(
+        client(gw).chat.completions.create(model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True})  # type: ignore[arg-type]
+    )
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+
+
+def test_usage_is_not_requested_when_the_provider_says_so(fake: FakeOpenAI, gateways: Start) -> None:
+    up = provider("up", fake.url, extra="\n    stream_usage: false")
+    gw = gateways(config(up, "\n  m:\n    - {provider: up, model: gpt-4o-mini}"), env=UPSTREAM_ENV)
+    stream_raw(gw, {"model": "m", "stream": True, "messages": MESSAGES})
+    assert "stream_options" not in fake.requests[-1].json
