@@ -3,11 +3,12 @@ the client then does not see the usage event."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
 
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.support.configs import UPSTREAM_ENV, client, config, provider
 from tests.support.procs import MASTER_KEY, GatewayProcess
 
@@ -50,3 +51,21 @@ def test_usage_is_not_requested_when_the_provider_says_so(fake: FakeOpenAI, gate
     gw = gateways(config(up, "\n  m:\n    - {provider: up, model: gpt-4o-mini}"), env=UPSTREAM_ENV)
     stream_raw(gw, {"model": "m", "stream": True, "messages": MESSAGES})
     assert "stream_options" not in fake.requests[-1].json
+
+
+def test_client_disconnect_mid_stream_releases_the_request(fake: FakeOpenAI, gateways: Start) -> None:
+    gw = gateways(config(provider("up", fake.url), "\n  m:\n    - {provider: up, model: slow}"), env=UPSTREAM_ENV)
+    fake.set_rule("slow", Behaviour(chunks=30, chunk_delay=0.1))
+    body = {"model": "m", "stream": True, "messages": MESSAGES}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {MASTER_KEY}"}) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data:")
+    # the client is gone after ~1 of 30 events; the gateway notices at the next event and lets go
+    text = ""
+    for _ in range(50):
+        text = httpx.get(gw.url + "/metrics").text
+        if 'status="499"' in text:
+            break
+        time.sleep(0.1)
+    assert 'faregate_requests_total{model="m",deployment="up/slow",status="499"} 1' in text
+    assert "faregate_requests_in_flight 0" in text

@@ -40,7 +40,7 @@ from faregate.upstream import Upstream
 log = logging.getLogger("faregate.control")
 WATCH_SECONDS = 0.5
 DEBOUNCE_SECONDS = 0.3
-FENCE_SECONDS = 2.5  # a worker that has not heard the bus for this long catches up before serving
+FENCE_SECONDS = 2.5  # a worker whose control loop has not run for this long (paused) catches up before serving
 ACK_POLL_SECONDS = 0.05
 Signature = tuple[tuple[str, int, int, int] | None, ...]
 

@@ -3,6 +3,7 @@ headers that always name the key the upstream really saw."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -177,3 +178,26 @@ def test_sighup_reloads(fake: FakeOpenAI, tmp_path: Path) -> None:
         r = http.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 200
     assert "loaded (unchanged)" in gw.logs()
+
+
+def test_kubernetes_style_symlink_swap_is_seen(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A secret volume: key.txt -> ..data/key.txt, ..data -> ..v1; the update swaps ..data to ..v2
+    atomically and (for a while) leaves ..v1 in place."""
+    for version, key in (("..v1", OLD_KEY), ("..v2", NEW_KEY)):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "key.txt").write_text(key)
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "key.txt").symlink_to("..data/key.txt")
+    gw = GatewayProcess(tmp_path, key_file_config(fake.url))
+    with gw, httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=20) as http:
+        body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        assert http.post("/v1/chat/completions", json=body).headers["x-faregate-credential"] == f"up/main:{fingerprint(OLD_KEY)}"
+        (tmp_path / "..data_tmp").symlink_to("..v2")
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+        t_swap = time.monotonic()
+        while time.monotonic() - t_swap < 3:
+            if http.post("/v1/chat/completions", json=body).headers["x-faregate-credential"] == f"up/main:{fingerprint(NEW_KEY)}":
+                break
+            time.sleep(0.05)
+        assert time.monotonic() - t_swap < 2.0, "the symlink swap was not picked up within 2 s"
+        assert fake.requests[-1].api_key == NEW_KEY

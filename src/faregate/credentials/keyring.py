@@ -5,6 +5,7 @@ and owns the per-generation credential pools. The only writer of credential stat
 from __future__ import annotations
 
 import hmac
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
     credentials: dict[str, tuple[Credential, ...]] = {}
     headers: dict[str, tuple[tuple[str, str], ...]] = {}
     base_urls: dict[str, str | None] = {}
-    watched = [path.resolve()]
+    # watched as given, not symlink-resolved: a secret volume swaps a link, and the watch follows it
+    watched = [Path(os.path.abspath(path))]
     seen: dict[str, str] = {}
     for name, provider in config.providers.items():
         creds: list[Credential] = []
@@ -47,7 +49,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
             try:
                 if cred.key_file is not None:
                     file = Path(cred.key_file)
-                    watched.append((file if file.is_absolute() else base_dir / file).resolve())
+                    watched.append(Path(os.path.abspath(file if file.is_absolute() else base_dir / file)))
                     secret = resolve_key_file(cred.key_file, base_dir)
                 else:
                     secret = resolve_env_ref(cred.key or "", env)
@@ -72,7 +74,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         raise ConfigError(problems)
     generation = compile_generation(
         config,
-        source=path.resolve(),
+        source=Path(os.path.abspath(path)),
         credentials=credentials,
         headers=headers,
         base_urls=base_urls,
