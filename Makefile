@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_KEY ?= sk-faregate-demo
-APT_PACKAGES := nginx wrk redis-server
+APT_PACKAGES := nginx wrk redis-server postgresql
 
 .PHONY: install run test lint bench bench-compare system-deps clean
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.support.postgres import PostgresServer
 from tests.support.procs import GatewayProcess
 
 # Variables that would change how faregate resolves config; each test sets what it needs.
@@ -43,3 +44,10 @@ def gateways(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     yield start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (installed by `make test`, run as an unprivileged user)."""
+    with PostgresServer() as server:
+        yield server

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from faregate import __version__, remote
+from faregate.cli_keys import keys_app
 from faregate.config import runtime
 from faregate.credentials.keyring import build
 from faregate.errors import ConfigError, Problem
@@ -41,6 +42,39 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _migrate(generation: Generation) -> None:
+    """Apply database migrations once, before any worker starts."""
+    import asyncio
+
+    from faregate.store.db import make_engine, upgrade
+
+    async def run() -> None:
+        engine = make_engine(generation.state.database)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - reported, then exit 1
+        typer.echo(f"database migration failed for state.database: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}", err=True)
+        raise typer.Exit(1) from None
+
+
+app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="the state database")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption) -> None:
+    """Apply every database migration not applied yet (serve does this at start too)."""
+    generation, _ = _load(config)
+    _migrate(generation)
+    typer.echo(f"{generation.state.database.split('@')[-1]}: up to date")
 
 
 @app.command()
@@ -87,6 +121,7 @@ def serve(
         bind = "127.0.0.1"
     elif server.auth == "none":
         typer.echo("auth: none -> no key is required; listening on loopback only", err=True)
+    _migrate(generation)
     metrics_dir = Path(tempfile.mkdtemp(prefix="faregate-metrics-")) if n_workers > 1 else None
     runtime.export(config.resolve(), metrics_dir, log_level, f"{socket.gethostname()}-{os.getpid()}")
     url = f"http://{bind}:{port or server.port}"

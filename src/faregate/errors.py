@@ -7,6 +7,7 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── InvalidRequest             400     invalid_request_error / invalid_request | invalid_json | missing_field | invalid_type
     │   ├── BodyTooLarge               413     invalid_request_error / request_too_large
     │   ├── AuthenticationFailed       401     authentication_error / invalid_api_key
+    │   ├── PermissionDenied           403     permission_error / model_not_allowed
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
     │   ├── RouteNotFound              404     invalid_request_error / unknown_url
     │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
@@ -19,6 +20,7 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── UpstreamConnectionError    —       refused, reset, DNS, TLS
     │   └── UpstreamProtocolError      —       a reply we cannot read (bad JSON, truncated body)
     ├── NoDeploymentAvailable          503     service_unavailable / no_deployment_available (names every deployment's reason)
+    ├── KeyStoreUnavailable            503     service_unavailable / key_store_unavailable (a dependency failed: never 401)
     └── InternalError                  500     server_error / internal_error (a bug: logged with its traceback, never shown)
 
     ConfigError                        —       a config that cannot be used; carries every problem with its path
@@ -79,6 +81,12 @@ class AuthenticationFailed(RequestError):
     status = 401
     type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(RequestError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
 
 
 class ModelNotFound(RequestError):
@@ -161,6 +169,12 @@ class NoDeploymentAvailable(FaregateError):
         if self.retry_after is None:
             return []
         return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
+
+
+class KeyStoreUnavailable(FaregateError):
+    status = 503
+    type = "service_unavailable"
+    code = "key_store_unavailable"
 
 
 class InternalError(FaregateError):

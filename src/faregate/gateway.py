@@ -17,14 +17,18 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from faregate.control import Controller
 from faregate.credentials.keyring import Keyring, build
+from faregate.credentials.virtual import VirtualKeys
 from faregate.generation import Generation
 from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
 from faregate.store.base import BusError, ControlBus
+from faregate.store.db import make_engine
 from faregate.store.redis_bus import RedisBus
 from faregate.store.sqlite_bus import SqliteBus
 from faregate.upstream import Upstream
@@ -53,6 +57,8 @@ class Gateway:
         self.health = Health()
         self.upstream = Upstream()
         self.pipeline = Pipeline(self.health, self.upstream, current=lambda: self.keyring.current)
+        self.engine: AsyncEngine | None = None
+        self.keys: VirtualKeys | None = None
         self.control = Controller(
             self.keyring, self.health, self.upstream, make_bus(generation), instance or f"{socket.gethostname()}-{os.getpid()}"
         )
@@ -66,6 +72,9 @@ class Gateway:
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.upstream.start()
+        self.engine = make_engine(self.keyring.current.generation.state.database)
+        self.keys = VirtualKeys(self.engine)
+        self.control.key_listeners.append(lambda event: self.keys.invalidate(event.key_hash) if self.keys else None)
         await self.control.start()
         for task in self.control.tasks():
             self.spawn(task)  # type: ignore[arg-type]
@@ -82,6 +91,8 @@ class Gateway:
             await self.control.bus.unregister(self.control.worker_id)
         await self.control.bus.close()
         await self.upstream.close()
+        if self.engine is not None:
+            await self.engine.dispose()
         self.access_log.flush()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -119,6 +130,7 @@ class Gateway:
                 {
                     "request_id": ex.request_id,
                     "worker": self.pid,
+                    "key": ex.key_id,
                     "endpoint": ex.endpoint,
                     "model": ex.model or None,
                     "stream": ex.stream,

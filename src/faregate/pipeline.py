@@ -56,6 +56,7 @@ class Exchange:
     error_code: str | None = None
     attempts: int = 0
     cost: float | None = None
+    key_id: str | None = None  # the virtual key that made the request (None: the master key)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (deployment label, error class)
 
 

@@ -3,6 +3,7 @@ several keys per provider, cache purge, and the master key they require."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -88,6 +89,10 @@ def test_cache_purge_drops_cooldowns_and_reports_every_worker(fake: FakeOpenAI, 
     gw = gateways(two_keys(fake.url, '{id: two, key: "${KEY_TWO}"}'), env=KEYS, workers=2)
     fake.set_rule("flaky-model", errors.server_error())
     with httpx.Client(base_url=gw.url, headers=AUTH, timeout=20) as http:
+        deadline = time.monotonic() + 15
+        while len([w for w in http.get("/admin/workers").json()["workers"] if w["live"]]) < 2:  # both workers up
+            assert time.monotonic() < deadline, "the second worker did not register"
+            time.sleep(0.1)
         for _ in range(8):
             ask(http, "flaky")
         assert "cooling down" in ask(http, "flaky").json()["error"]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -51,6 +52,7 @@ class GatewayProcess:
         self.config_path.write_text(config)
         self.log_path = tmp / f"faregate-{self.port}.log"
         self.env = {**os.environ, "FAREGATE_MASTER_KEY": MASTER_KEY, **(env or {})}
+        self.workers = workers
         self.args = [FAREGATE, "serve", "-c", str(self.config_path), "--port", str(self.port), "--workers", str(workers), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -62,10 +64,27 @@ class GatewayProcess:
         log.close()
         try:
             wait_http(self.url + "/healthz", timeout, self.proc)
+            if self.workers > 1:
+                self._wait_for_workers(timeout)
         except Exception:
             self.stop()
             raise RuntimeError(f"gateway did not start:\n{self.logs()}") from None
         return self
+
+    def _wait_for_workers(self, timeout: float) -> None:
+        """/healthz answers as soon as one worker is up; multi-worker tests need every one."""
+        deadline = time.monotonic() + timeout
+        request = urllib.request.Request(self.url + "/admin/workers", headers={"authorization": f"Bearer {MASTER_KEY}"})
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(request, timeout=2) as r:
+                    workers = json.loads(r.read())["workers"]
+                if sum(1 for w in workers if w["live"]) >= self.workers:
+                    return
+            except (urllib.error.URLError, OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"not all {self.workers} workers registered within {timeout}s")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

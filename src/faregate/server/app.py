@@ -8,7 +8,7 @@ from faregate.config import runtime
 from faregate.errors import MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import admin_api, openai_api, ops_api
+from faregate.server import admin_api, admin_keys, openai_api, ops_api
 from faregate.server.http import Receive, Scope, Send, send_error
 from faregate.server.middleware import ErrorGuard
 from faregate.server.openai_api import Handler
@@ -27,7 +27,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/admin/workers": {"GET": admin_api.workers},
     "/admin/credentials": {"GET": admin_api.credentials},
     "/cache/purge": {"POST": admin_api.purge},
+    "/admin/keys": {"GET": admin_keys.handle, "POST": admin_keys.handle},
 }
+PREFIXES: dict[str, Handler] = {"/admin/keys/": admin_keys.handle}  # /admin/keys/{id}[/rotate|/revoke]
 # the same routes without /v1, as OpenAI clients configured with a bare base URL send them
 ROUTES.update({path.removeprefix("/v1"): methods for path, methods in list(ROUTES.items()) if path.startswith("/v1/")})
 
@@ -44,6 +46,10 @@ class Router:
             return
         methods = ROUTES.get(scope["path"])
         if methods is None:
+            for prefix, prefixed in PREFIXES.items():
+                if scope["path"].startswith(prefix):
+                    await prefixed(self.gateway, scope, receive, send)
+                    return
             await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {scope['path']!r}; the routes are listed in the README"))
             return
         handler = methods.get(scope["method"])

@@ -1,10 +1,21 @@
-"""Who is calling: the master key (constant-time), from `Authorization: Bearer` or `x-api-key`."""
+"""Who is calling: the master key (constant-time) or a virtual key, from `Authorization: Bearer`
+or `x-api-key`."""
 
 from __future__ import annotations
 
+import logging
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+
 from faregate.credentials.keyring import Snapshot, master_key_matches
-from faregate.errors import AuthenticationFailed
+from faregate.credentials.virtual import PREFIX, VirtualKey, hash_key
+from faregate.errors import AuthenticationFailed, KeyStoreUnavailable
+from faregate.gateway import Gateway
 from faregate.server.http import Scope
+
+log = logging.getLogger("faregate.auth")
+MASTER = None  # the principal of a request made with the master key (or with `auth: none`)
 
 
 def presented_key(scope: Scope) -> str:
@@ -27,14 +38,32 @@ def presented_key(scope: Scope) -> str:
         raise AuthenticationFailed("invalid API key") from None
 
 
-def authenticate(snap: Snapshot, scope: Scope) -> None:
-    """Proxy routes: the master key, unless `auth: none`."""
+async def authenticate(gw: Gateway, snap: Snapshot, scope: Scope) -> VirtualKey | None:
+    """Proxy routes: the master key or an enabled, unexpired virtual key (None means the master
+    key). A database failure for a key not in the cache is a 503, never a 401."""
     if snap.generation.server.auth == "none":
-        return
-    if not master_key_matches(snap.generation, presented_key(scope)):
+        return MASTER
+    presented = presented_key(scope)
+    if master_key_matches(snap.generation, presented):
+        return MASTER
+    if not presented.startswith(PREFIX) or gw.keys is None:
         raise AuthenticationFailed("invalid API key")
+    try:
+        key = await gw.keys.resolve(hash_key(presented))
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning(f"key store unreachable: {exc.__class__.__name__}")
+        raise KeyStoreUnavailable("the key store is unreachable and this key is not cached; retry shortly") from None
+    if key is None:
+        raise AuthenticationFailed("invalid API key")
+    refusal = key.refusal(time.time())
+    if refusal is not None:
+        raise AuthenticationFailed(refusal)
+    return key
 
 
 def authenticate_admin(snap: Snapshot, scope: Scope) -> None:
-    """Admin routes: always the master key; with `auth: none` they are open on loopback only."""
-    authenticate(snap, scope)
+    """Admin routes: the master key only (with `auth: none` they are open, on loopback only)."""
+    if snap.generation.server.auth == "none":
+        return
+    if not master_key_matches(snap.generation, presented_key(scope)):
+        raise AuthenticationFailed("invalid API key: admin routes need the master key")

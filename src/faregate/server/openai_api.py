@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from faregate.errors import FaregateError
+from faregate.errors import FaregateError, PermissionDenied
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
 from faregate.server import validate
@@ -48,10 +48,14 @@ def proxy(endpoint: Endpoint) -> Handler:
         gw.metrics.in_flight += 1
         try:
             try:
-                authenticate(snap, scope)
+                principal = await authenticate(gw, snap, scope)
                 body = await read_body(scope, receive, snap.generation.server.max_body_bytes)
                 payload = validate.parse(endpoint, body)
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
+                if principal is not None:
+                    ex.key_id = principal.id
+                    if not principal.allows(ex.model):
+                        raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
                 answer = await gw.pipeline.run(snap, ex, payload)
             except FaregateError as err:
                 ex.status, ex.error_code = err.status, err.code
@@ -98,7 +102,7 @@ async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send) -> 
 async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     snap = gw.keyring.current
     try:
-        authenticate(snap, scope)
+        await authenticate(gw, snap, scope)
     except FaregateError as err:
         await send_error(send, err)
         return

@@ -1,0 +1,60 @@
+"""Database engines (SQLite via aiosqlite by default, PostgreSQL via asyncpg) and migrations.
+
+Migrations are alembic scripts in ``faregate/store/migrations``, applied at ``serve`` start and
+by ``faregate db upgrade``. All SQL elsewhere goes through SQLAlchemy Core with bound parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(database: str) -> str:
+    """`sqlite:///path` -> aiosqlite, `postgresql://` -> asyncpg; anything else is refused."""
+    if database.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + database.removeprefix("sqlite:///")
+    for scheme in ("postgresql://", "postgres://"):
+        if database.startswith(scheme):
+            return "postgresql+asyncpg://" + database.removeprefix(scheme)
+    raise ValueError("state.database must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB")
+
+
+def make_engine(database: str) -> AsyncEngine:
+    url = async_url(database)
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 5})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, connect_args={"timeout": 5})
+
+
+def _upgrade(connection: Connection) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Apply every migration not applied yet (idempotent; safe for several workers at once on
+    PostgreSQL, which serialises DDL; on SQLite the busy timeout makes concurrent starts wait)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)

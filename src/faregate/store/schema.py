@@ -1,0 +1,38 @@
+"""The database schema: the one place table and column names live (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table
+
+metadata = MetaData()
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 hex of the secret; the secret is never stored
+    Column("prefix", String(40), nullable=False),  # what is shown: `sk-fg-abcd…wxyz`
+    Column("name", String(200), nullable=False),
+    Column("user_id", String(200), nullable=True),
+    Column("team_id", String(40), ForeignKey("teams.id", ondelete="SET NULL"), nullable=True),
+    Column("models", JSON, nullable=False, default=list),  # allowed public names or globs; empty = all
+    Column("expires_at", Float, nullable=True),
+    Column("metadata", JSON, nullable=False, default=dict),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("previous_hash", String(64), nullable=True),  # the secret before the last rotation...
+    Column("previous_valid_until", Float, nullable=True),  # ...accepted until then (grace period)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+Index("ix_virtual_keys_previous_hash", virtual_keys.c.previous_hash)
