@@ -92,3 +92,40 @@ models:
         assert ok.status_code == 200
     assert postgres.psql("SELECT count(*) FROM virtual_keys WHERE name = 'pg'").split() == ["1"]
     assert secret not in postgres.psql("SELECT key_hash || prefix FROM virtual_keys")
+
+
+def test_database_outage_answers_503_never_401(gateways: Callable[..., GatewayProcess], tmp_path: Path) -> None:
+    """PostgreSQL down: a cached key keeps working, an uncached one gets 503 (a dependency failed,
+    the key may be fine), and everything recovers when the database is back."""
+    with PostgresServer() as pg:
+        config = f"""
+server:
+  master_key: ${{FAREGATE_MASTER_KEY}}
+state:
+  database: {pg.url}
+providers:
+  local: {{type: mock, chunk_delay: 0}}
+models:
+  m:
+    - {{provider: local, model: mock-small}}
+"""
+        gw = gateways(config)
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(base_url=gw.url, timeout=20) as http:
+            admin = {"authorization": f"Bearer {MASTER_KEY}"}
+            cached = http.post("/admin/keys", headers=admin, json={"name": "cached"}).json()["key"]
+            uncached = http.post("/admin/keys", headers=admin, json={"name": "uncached"}).json()["key"]
+            assert http.post("/v1/chat/completions", headers={"authorization": f"Bearer {cached}"}, json=body).status_code == 200
+            pg.stop()
+            try:
+                assert http.post("/v1/chat/completions", headers={"authorization": f"Bearer {cached}"}, json=body).status_code == 200
+                down = http.post("/v1/chat/completions", headers={"authorization": f"Bearer {uncached}"}, json=body)
+                assert down.status_code == 503, down.text
+                assert down.json()["error"]["code"] == "key_store_unavailable"
+                assert http.post("/v1/chat/completions", headers=admin, json=body).status_code == 200  # the master key needs no database
+            finally:
+                pg.start()
+            deadline = time.monotonic() + 15
+            while http.post("/v1/chat/completions", headers={"authorization": f"Bearer {uncached}"}, json=body).status_code != 200:
+                assert time.monotonic() < deadline, "no recovery after the database came back"
+                time.sleep(0.2)
