@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from faregate.types import fingerprint
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.support.configs import key_file_config, write_key
 from tests.support.procs import MASTER_KEY, GatewayProcess, run_cli
 
@@ -201,3 +201,27 @@ def test_kubernetes_style_symlink_swap_is_seen(fake: FakeOpenAI, tmp_path: Path)
             time.sleep(0.05)
         assert time.monotonic() - t_swap < 2.0, "the symlink swap was not picked up within 2 s"
         assert fake.requests[-1].api_key == NEW_KEY
+
+
+def test_in_flight_stream_finishes_on_its_generation(fake: FakeOpenAI, tmp_path: Path) -> None:
+    """A stream that started before a reload keeps its generation and key to the end; the next
+    request uses the new ones."""
+    write_key(tmp_path, OLD_KEY)
+    fake.set_rule("gpt-4o-mini", Behaviour(chunks=6, chunk_delay=0.25))
+    gw = GatewayProcess(tmp_path, key_file_config(fake.url))
+    auth = {"authorization": f"Bearer {MASTER_KEY}"}
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with gw, httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=auth, timeout=30) as r:
+        lines = r.iter_lines()
+        next(lines)
+        write_key(tmp_path, NEW_KEY)
+        reload = httpx.post(gw.url + "/admin/reload", headers=auth, timeout=20)
+        assert reload.status_code == 200 and reload.json()["generation"] != r.headers["x-faregate-generation"]
+        rest = list(lines)
+        assert any(line == "data: [DONE]" for line in rest)  # the old stream was not cut
+        assert r.headers["x-faregate-credential"] == f"up/main:{fingerprint(OLD_KEY)}"
+        after = httpx.post(gw.url + "/v1/chat/completions", json={**body, "stream": False}, headers=auth, timeout=30)
+        assert after.headers["x-faregate-generation"] == reload.json()["generation"]
+        assert after.headers["x-faregate-credential"] == f"up/main:{fingerprint(NEW_KEY)}"
+    assert [req.api_key for req in fake.requests] == [OLD_KEY, NEW_KEY]
+    assert fake.requests[0].peer != fake.requests[1].peer  # the old generation's connection was retired with it
