@@ -155,3 +155,17 @@ def test_keys_cli(admin: tuple[GatewayProcess, httpx.Client]) -> None:
     assert run_cli("keys", "revoke", key_id, "--url", gw.url, env=env).returncode == 0
     assert chat(gw, secret) == 401
     assert run_cli("keys", "revoke", "key_missing", "--url", gw.url, env=env).returncode == 1
+
+
+def test_a_revoked_key_stays_revoked(admin: tuple[GatewayProcess, httpx.Client]) -> None:
+    gw, http = admin
+    created = http.post("/admin/keys", json={"name": "gone"}).json()
+    http.post(f"/admin/keys/{created['id']}/revoke")
+    again = http.patch(f"/admin/keys/{created['id']}", json={"enabled": True})
+    assert again.status_code == 400 and again.json()["error"]["param"] == "enabled"
+    assert chat(gw, created["key"]) == 401
+    paused = http.post("/admin/keys", json={"name": "paused"}).json()
+    assert http.patch(f"/admin/keys/{paused['id']}", json={"enabled": False}).json()["enabled"] is False
+    assert chat(gw, paused["key"]) == 401
+    assert http.patch(f"/admin/keys/{paused['id']}", json={"enabled": True}).json()["enabled"] is True
+    assert chat(gw, paused["key"]) == 200

@@ -165,6 +165,8 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
         return 200, _public(current)
     if action == "" and method == "PATCH":
         fields = _fields(await _body(scope, receive), creating=False)
+        if fields.get("enabled") and current["revoked_at"] is not None:
+            raise InvalidRequest("a revoked key cannot be enabled again; create a new key", param="enabled")
         row = await db.update_key(engine, key_id, {**fields, "updated_at": now})
         await _announce(gw, "updated", current["key_hash"], current["previous_hash"])
         return 200, _public(row or current)
