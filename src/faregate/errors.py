@@ -7,7 +7,8 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── InvalidRequest             400     invalid_request_error / invalid_request | invalid_json | missing_field | invalid_type
     │   ├── BodyTooLarge               413     invalid_request_error / request_too_large
     │   ├── AuthenticationFailed       401     authentication_error / invalid_api_key
-    │   ├── PermissionDenied           403     permission_error / model_not_allowed
+    │   ├── PermissionDenied           403     permission_error / model_not_allowed | model_unpriced
+    │   ├── BudgetExceeded             429     budget_exceeded / budget_exceeded (ours, not the provider's quota)
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
     │   ├── RouteNotFound              404     invalid_request_error / unknown_url
     │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
@@ -87,6 +88,12 @@ class PermissionDenied(RequestError):
     status = 403
     type = "permission_error"
     code = "model_not_allowed"
+
+
+class BudgetExceeded(RequestError):
+    status = 429
+    type = "budget_exceeded"
+    code = "budget_exceeded"
 
 
 class ModelNotFound(RequestError):

@@ -56,7 +56,7 @@ class GatewayProcess:
         self.args = [FAREGATE, "serve", "-c", str(self.config_path), "--port", str(self.port), "--workers", str(workers), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> GatewayProcess:
+    def start(self, timeout: float = 40.0) -> GatewayProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.config_path.parent

@@ -48,6 +48,7 @@ class VirtualKey:
     expires_at: float | None
     enabled: bool
     user_id: str | None
+    budget_usd: float | None = None
 
     @staticmethod
     def from_row(row: dict[str, Any], key_hash: str) -> VirtualKey:
@@ -62,6 +63,7 @@ class VirtualKey:
             expires_at=expires_at,
             enabled=bool(row["enabled"]),
             user_id=row.get("user_id"),
+            budget_usd=row.get("budget_usd"),
         )
 
     def refusal(self, now: float) -> str | None:

@@ -26,8 +26,9 @@ from faregate.store.base import BusError, VirtualKeyChanged
 
 JSON = b"application/json"
 MAX_PAGE = 100
-SETTABLE = {"name", "user_id", "models", "expires_at", "metadata", "enabled"}
-NOT_YET = {"budget_usd", "budget_period", "max_budget", "rpm", "tpm", "max_parallel", "team_id"}
+SETTABLE = {"name", "user_id", "models", "expires_at", "metadata", "enabled", "budget_usd", "budget_period"}
+NOT_YET = {"rpm", "tpm", "max_parallel", "team_id"}
+PERIODS = ("daily", "weekly", "monthly", "total")
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +46,10 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": row["updated_at"],
         "revoked_at": row["revoked_at"],
         "previous_secret_valid_until": row["previous_valid_until"],
+        "budget_usd": row.get("budget_usd"),
+        "budget_period": row.get("budget_period"),
+        "spent_usd": row.get("spent_usd", 0.0),
+        "reserved_usd": row.get("reserved_usd", 0.0),
     }
 
 
@@ -81,6 +86,14 @@ def _checked(name: str, value: Any) -> Any:
     if name == "metadata":
         if not isinstance(value, dict) or len(orjson.dumps(value)) > 16_384:
             raise InvalidRequest("'metadata' must be an object of at most 16 KiB", param=name)
+        return value
+    if name == "budget_usd":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9):
+            raise InvalidRequest("'budget_usd' must be a number of dollars from 0 to 1e9, or null for no budget", param=name)
+        return value
+    if name == "budget_period":
+        if value not in PERIODS:
+            raise InvalidRequest(f"'budget_period' must be one of {', '.join(PERIODS)}", param=name)
         return value
     if not isinstance(value, bool):
         raise InvalidRequest("'enabled' must be a boolean", param=name)
@@ -141,6 +154,7 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
         secret = new_secret()
         new: dict[str, Any] = {"id": "key_" + secrets.token_hex(8), "key_hash": hash_key(secret), "prefix": display_prefix(secret)}
         new.update(models=[], metadata={}, enabled=True, user_id=None, expires_at=None, revoked_at=None, previous_valid_until=None)
+        new.update(budget_usd=None, budget_period="total", spent_usd=0.0, reserved_usd=0.0)
         new.update(fields)
         new.update(created_at=now, updated_at=now)
         await db.insert_key(engine, new)

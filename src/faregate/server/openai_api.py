@@ -6,10 +6,15 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 
-from faregate.errors import FaregateError, PermissionDenied
+from faregate import limits
+from faregate.credentials.keyring import Snapshot
+from faregate.credentials.virtual import VirtualKey
+from faregate.errors import FaregateError, KeyStoreUnavailable, PermissionDenied
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
 from faregate.server import validate
@@ -46,6 +51,7 @@ def proxy(endpoint: Endpoint) -> Handler:
         snap = gw.keyring.current
         ex.generation = snap.generation
         gw.metrics.in_flight += 1
+        reservation: limits.Reservation | None = None
         try:
             try:
                 principal = await authenticate(gw, snap, scope)
@@ -56,6 +62,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                     ex.key_id = principal.id
                     if not principal.allows(ex.model):
                         raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
+                    reservation = await _admit(gw, principal, snap, ex.model, payload)
                 answer = await gw.pipeline.run(snap, ex, payload)
             except FaregateError as err:
                 ex.status, ex.error_code = err.status, err.code
@@ -68,9 +75,23 @@ def proxy(endpoint: Endpoint) -> Handler:
                 await stream(answer, ex, receive, send)
         finally:
             gw.metrics.in_flight -= 1
+            if reservation is not None and gw.engine is not None:  # settled in the background: a cancelled request still settles
+                gw.spawn(limits.settle(gw.engine, reservation, ex.cost, 200 <= ex.status < 300))
             gw.finish(ex, time.perf_counter())
 
     return handle
+
+
+async def _admit(gw: Gateway, key: VirtualKey, snap: Snapshot, model: str, payload: dict[str, Any]) -> limits.Reservation | None:
+    if key.budget_usd is None or gw.engine is None:
+        return None
+    route = snap.generation.models.get(model)
+    if route is None:
+        return None  # the pipeline answers 404 for it
+    try:
+        return await limits.admit(gw.engine, key, model, route.price, payload)
+    except SQLAlchemyError as exc:
+        raise KeyStoreUnavailable(f"the budget store is unreachable ({exc.__class__.__name__}); retry shortly") from None
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -76,3 +76,63 @@ async def delete_key(engine: AsyncEngine, key_id: str) -> Row | None:
 async def team_exists(engine: AsyncEngine, team_id: str) -> bool:
     async with engine.connect() as conn:
         return (await conn.execute(select(teams.c.id).where(teams.c.id == team_id))).first() is not None
+
+
+PERIOD_SECONDS = {"daily": 86_400.0, "weekly": 604_800.0, "monthly": 2_592_000.0, "total": float("inf")}
+
+
+async def reserve(engine: AsyncEngine, key_id: str, amount: float, now: float) -> bool:
+    """Atomically add ``amount`` to the key's reservations if spend + reservations + amount stays
+    within its budget, starting a new period first when the current one is over. One UPDATE with
+    its condition in the WHERE clause: no check-then-write race on SQLite or PostgreSQL."""
+    t = virtual_keys
+    period = case(
+        (t.c.budget_period == "daily", PERIOD_SECONDS["daily"]),
+        (t.c.budget_period == "weekly", PERIOD_SECONDS["weekly"]),
+        (t.c.budget_period == "monthly", PERIOD_SECONDS["monthly"]),
+        else_=None,
+    )
+    expired = (t.c.period_start.is_(None)) | ((period.is_not(None)) & (t.c.period_start + period <= now))
+    spent = case((expired, 0.0), else_=t.c.spent_usd)
+    statement = (
+        update(t)
+        .where(t.c.id == key_id, t.c.budget_usd.is_not(None), spent + t.c.reserved_usd + amount <= t.c.budget_usd)
+        .values(
+            spent_usd=spent,
+            period_start=case((expired, now), else_=t.c.period_start),
+            reserved_usd=t.c.reserved_usd + amount,
+        )
+    )
+    async with engine.begin() as conn:
+        return (await conn.execute(statement)).rowcount == 1
+
+
+async def settle(engine: AsyncEngine, key_id: str, reserved: float, spent: float) -> None:
+    """Replace a reservation by what the request really cost (0 when it failed)."""
+    t = virtual_keys
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(t)
+            .where(t.c.id == key_id)
+            .values(
+                reserved_usd=func.max(t.c.reserved_usd - reserved, 0.0)
+                if engine.dialect.name == "sqlite"
+                else func.greatest(t.c.reserved_usd - reserved, 0.0),
+                spent_usd=t.c.spent_usd + spent,
+            )
+        )
+
+
+async def budget_state(engine: AsyncEngine, key_id: str) -> Row | None:
+    t = virtual_keys
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(t.c.budget_usd, t.c.budget_period, t.c.spent_usd, t.c.reserved_usd, t.c.period_start).where(t.c.id == key_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None

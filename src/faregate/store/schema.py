@@ -34,5 +34,10 @@ virtual_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("budget_usd", Float, nullable=True),  # None: no budget
+    Column("budget_period", String(16), nullable=True),  # daily | weekly | monthly | total
+    Column("spent_usd", Float, nullable=False, default=0.0),  # settled spend in the current period
+    Column("reserved_usd", Float, nullable=False, default=0.0),  # admitted requests not settled yet
+    Column("period_start", Float, nullable=True),
 )
 Index("ix_virtual_keys_previous_hash", virtual_keys.c.previous_hash)

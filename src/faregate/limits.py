@@ -1,0 +1,77 @@
+"""Admission against budgets: reserve a request's maximum cost before it runs, settle with what it
+really cost afterwards, release on failure. A budget can then not be overspent by concurrent
+requests (check-then-record races), only by one request's usage beyond its estimate.
+
+The estimate: prompt tokens <= UTF-8 bytes of the prompt / 2 + 16, and output tokens = the
+request's `max_completion_tokens`/`max_tokens`, else ``DEFAULT_OUTPUT_TOKENS``, at most
+``MAX_OUTPUT_TOKENS``; priced at the dearest enabled deployment of the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from faregate.credentials.virtual import VirtualKey
+from faregate.errors import BudgetExceeded, PermissionDenied
+from faregate.store import keys as db
+from faregate.types import Price
+
+DEFAULT_OUTPUT_TOKENS = 4096
+MAX_OUTPUT_TOKENS = 131_072
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    key_id: str
+    amount: float
+
+
+def max_cost(payload: dict[str, Any], price: Price) -> float:
+    prompt = payload.get("messages") or payload.get("prompt") or payload.get("input") or ""
+    prompt_tokens = len(orjson.dumps(prompt)) // 2 + 16
+    requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
+        output_tokens = min(requested, MAX_OUTPUT_TOKENS)
+    else:
+        output_tokens = DEFAULT_OUTPUT_TOKENS
+    return (prompt_tokens * price.input + output_tokens * price.output) / 1_000_000
+
+
+async def admit(engine: AsyncEngine, key: VirtualKey, model: str, price: Price | None, payload: dict[str, Any]) -> Reservation | None:
+    """None when the key has no budget; else a reservation, or BudgetExceeded naming the budget."""
+    if key.budget_usd is None:
+        return None
+    if price is None:
+        raise PermissionDenied(
+            f"the model '{model}' is unpriced, and a key with a budget can only use priced models (add it to prices:)",
+            param="model",
+            code="model_unpriced",
+        )
+    amount = max_cost(payload, price)
+    if await db.reserve(engine, key.id, amount, time.time()):
+        return Reservation(key.id, amount)
+    state = await db.budget_state(engine, key.id) or {}
+    spent, reserved = float(state.get("spent_usd") or 0.0), float(state.get("reserved_usd") or 0.0)
+    period = state.get("budget_period") or "total"
+    raise BudgetExceeded(
+        f"budget exceeded for key {key.id} ({period}): spent ${spent:.6f} + in flight ${reserved:.6f} + this request up to "
+        f"${amount:.6f} > limit ${key.budget_usd:.6f}"
+    )
+
+
+async def settle(engine: AsyncEngine, reservation: Reservation, cost: float | None, answered: bool) -> None:
+    """A request that was answered costs its priced usage, or its whole reservation when the usage
+    is unknown (never a silent $0); one that failed costs nothing."""
+    if not answered:
+        spent = 0.0
+    elif cost is None or not math.isfinite(cost):
+        spent = reservation.amount
+    else:
+        spent = cost
+    await db.settle(engine, reservation.key_id, reservation.amount, spent)
