@@ -87,3 +87,19 @@ def test_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProc
 def test_budget_across_two_workers_on_postgresql(postgres: PostgresServer, gateways: Callable[..., GatewayProcess]) -> None:
     postgres.psql("DROP TABLE IF EXISTS virtual_keys, teams, alembic_version CASCADE")
     run_budget(gateways(budget_config(postgres.url), workers=2))
+
+
+def test_an_abandoned_stream_is_charged_not_free(gateways: Callable[..., GatewayProcess]) -> None:
+    gw = gateways(budget_config(None).replace("{type: mock, chunk_delay: 0}", "{type: mock, chunk_delay: 0.2, stream_chunks: 20}"))
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as http:
+        created = http.post("/admin/keys", json={"name": "streamer", "budget_usd": 1000}).json()
+        body = {**BODY, "stream": True}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {created['key']}"}) as r:
+            assert next(r.iter_lines()).startswith("data:")  # then the client goes away
+        state: dict[str, float] = {}
+        for _ in range(50):
+            state = http.get(f"/admin/keys/{created['id']}").json()
+            if state["reserved_usd"] == 0 and state["spent_usd"] > 0:
+                break
+            time.sleep(0.1)
+        assert state["reserved_usd"] == 0 and state["spent_usd"] > 0, state  # the unknown usage is charged at its reservation

@@ -76,7 +76,8 @@ def proxy(endpoint: Endpoint) -> Handler:
         finally:
             gw.metrics.in_flight -= 1
             if reservation is not None and gw.engine is not None:  # settled in the background: a cancelled request still settles
-                gw.spawn(limits.settle(gw.engine, reservation, ex.cost, 200 <= ex.status < 300))
+                answered = 200 <= ex.status < 300 or ex.ttfb is not None  # a stream cut or abandoned midway used tokens
+                gw.spawn(limits.settle(gw.engine, reservation, ex.cost, answered))
             gw.finish(ex, time.perf_counter())
 
     return handle
