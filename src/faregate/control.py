@@ -15,9 +15,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from faregate.credentials.keyring import Keyring
 from faregate.errors import ConfigError, Problem
@@ -110,7 +111,8 @@ class Controller:
             self.reload_local(purge)
 
     # background loops ------------------------------------------------------------------------------
-    def tasks(self) -> list[object]:
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """The background loops the gateway runs for this worker."""
         return [self._heartbeat_loop(), self._receive_loop(), self._watch_loop()]
 
     def install_signal_handler(self) -> None:

@@ -77,7 +77,7 @@ class Gateway:
         self.control.key_listeners.append(lambda event: self.keys.invalidate(event.key_hash) if self.keys else None)
         await self.control.start()
         for task in self.control.tasks():
-            self.spawn(task)  # type: ignore[arg-type]
+            self.spawn(task)
         self.control.install_signal_handler()
         self.spawn(self._flush_logs())
         if self.metrics_dir is not None:
