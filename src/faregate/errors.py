@@ -117,7 +117,6 @@ class UpstreamError(FaregateError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
-    retriable = True
     credential_scoped = False  # set when only the credential failed: the deployment may be retried with another
 
     def __init__(self, reason: str, *, status: int | None = None, code: str | None = None) -> None:
@@ -128,8 +127,6 @@ class UpstreamError(FaregateError):
 
 class UpstreamRejected(UpstreamError):
     """A provider 4xx about the request itself; the client gets the provider's status and message."""
-
-    retriable = False
 
     def __init__(self, reason: str, *, status: int, body: bytes, content_type: bytes) -> None:
         super().__init__(reason, status=status)

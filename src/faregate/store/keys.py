@@ -8,7 +8,7 @@ from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from faregate.store.schema import teams, virtual_keys
+from faregate.store.schema import virtual_keys
 
 Row = dict[str, Any]
 
@@ -71,11 +71,6 @@ async def delete_key(engine: AsyncEngine, key_id: str) -> Row | None:
             return None
         await conn.execute(delete(virtual_keys).where(virtual_keys.c.id == key_id))
     return dict(row)
-
-
-async def team_exists(engine: AsyncEngine, team_id: str) -> bool:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(teams.c.id).where(teams.c.id == team_id))).first() is not None
 
 
 PERIOD_SECONDS = {"daily": 86_400.0, "weekly": 604_800.0, "monthly": 2_592_000.0, "total": float("inf")}
