@@ -9,6 +9,7 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── AuthenticationFailed       401     authentication_error / invalid_api_key
     │   ├── PermissionDenied           403     permission_error / model_not_allowed | model_unpriced
     │   ├── BudgetExceeded             429     budget_exceeded / budget_exceeded (ours, not the provider's quota)
+    │   ├── RateLimitExceeded          429     rate_limit_exceeded / rate_limit_exceeded (ours: a key's, team's or deployment's rpm/tpm/parallel)
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
     │   ├── RouteNotFound              404     invalid_request_error / unknown_url
     │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
@@ -21,6 +22,8 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── UpstreamConnectionError    —       refused, reset, DNS, TLS
     │   └── UpstreamProtocolError      —       a reply we cannot read (bad JSON, truncated body)
     ├── NoDeploymentAvailable          503     service_unavailable / no_deployment_available (names every deployment's reason)
+    │   └── UpstreamLimited            429     upstream_error / upstream_rate_limited | upstream_insufficient_quota (every
+    │                                          deployment tried was refused by its provider's limit or quota)
     ├── KeyStoreUnavailable            503     service_unavailable / key_store_unavailable (a dependency failed: never 401)
     └── InternalError                  500     server_error / internal_error (a bug: logged with its traceback, never shown)
 
@@ -32,6 +35,7 @@ adapters turn provider error *bodies* into them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import orjson
@@ -94,6 +98,25 @@ class BudgetExceeded(RequestError):
     status = 429
     type = "budget_exceeded"
     code = "budget_exceeded"
+
+
+class RateLimitExceeded(RequestError):
+    """One of our own limits (a key's, a team's or a deployment's rpm, tpm or parallel requests)."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.extra_headers = headers or []
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        extra = list(self.extra_headers)
+        if self.retry_after is not None:
+            extra.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+        return extra
 
 
 class ModelNotFound(RequestError):
@@ -173,6 +196,15 @@ class NoDeploymentAvailable(FaregateError):
         if self.retry_after is None:
             return []
         return [(b"retry-after", str(max(1, round(self.retry_after))).encode())]
+
+
+class UpstreamLimited(NoDeploymentAvailable):
+    """Every deployment that could serve was refused by its provider's rate limit or quota (429):
+    the provider's limit, not ours, and not an outage."""
+
+    status = 429
+    type = "upstream_error"
+    code = "upstream_rate_limited"
 
 
 class KeyStoreUnavailable(FaregateError):

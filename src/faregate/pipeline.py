@@ -57,6 +57,7 @@ class Exchange:
     attempts: int = 0
     cost: float | None = None
     key_id: str | None = None  # the virtual key that made the request (None: the master key)
+    team_id: str | None = None  # that key's team
     failures: list[tuple[str, str]] = field(default_factory=list)  # (deployment label, error class)
 
 

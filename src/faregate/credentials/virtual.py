@@ -49,6 +49,10 @@ class VirtualKey:
     enabled: bool
     user_id: str | None
     budget_usd: float | None = None
+    team_id: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
 
     @staticmethod
     def from_row(row: dict[str, Any], key_hash: str) -> VirtualKey:
@@ -64,6 +68,10 @@ class VirtualKey:
             enabled=bool(row["enabled"]),
             user_id=row.get("user_id"),
             budget_usd=row.get("budget_usd"),
+            team_id=row.get("team_id"),
+            rpm=row.get("rpm"),
+            tpm=row.get("tpm"),
+            max_parallel=row.get("max_parallel"),
         )
 
     def refusal(self, now: float) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -14,6 +14,15 @@ teams = Table(
     Column("metadata", JSON, nullable=False, default=dict),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),  # False: every key of the team is refused
+    Column("budget_usd", Float, nullable=True),  # applies on top of each key's own budget
+    Column("budget_period", String(16), nullable=True),
+    Column("spent_usd", Float, nullable=False, default=0.0),
+    Column("reserved_usd", Float, nullable=False, default=0.0),
+    Column("period_start", Float, nullable=True),
+    Column("rpm", Integer, nullable=True),  # requests per minute across all the team's keys
+    Column("tpm", Integer, nullable=True),  # tokens per minute
+    Column("max_parallel", Integer, nullable=True),  # requests in flight at once
 )
 
 virtual_keys = Table(
@@ -39,5 +48,9 @@ virtual_keys = Table(
     Column("spent_usd", Float, nullable=False, default=0.0),  # settled spend in the current period
     Column("reserved_usd", Float, nullable=False, default=0.0),  # admitted requests not settled yet
     Column("period_start", Float, nullable=True),
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_parallel", Integer, nullable=True),
 )
 Index("ix_virtual_keys_previous_hash", virtual_keys.c.previous_hash)
+Index("ix_virtual_keys_team_id", virtual_keys.c.team_id)
