@@ -80,13 +80,61 @@ def run_budget(gw: GatewayProcess) -> None:
         assert unpriced.status_code == 403 and unpriced.json()["error"]["code"] == "model_unpriced"
 
 
+def run_team_budget(gw: GatewayProcess) -> None:
+    """Two keys of one team, no budget of their own; the team's budget fits 10 real requests."""
+    with httpx.Client(base_url=gw.url, headers=AUTH, timeout=30) as http:
+        probe = http.post("/admin/keys", json={"name": "probe"}).json()["key"]
+        unit = float(
+            httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {probe}"}, json=BODY).headers[
+                "x-faregate-cost-usd"
+            ]
+        )
+        team = http.post("/admin/teams", json={"name": "research", "budget_usd": round(10 * unit, 9), "budget_period": "monthly"}).json()
+        keys = [http.post("/admin/keys", json={"name": f"member-{i}", "team_id": team["id"]}).json()["key"] for i in range(2)]
+
+        def one(i: int) -> tuple[int, str]:
+            r = httpx.post(gw.url + "/v1/chat/completions", headers={"authorization": f"Bearer {keys[i % 2]}"}, json=BODY, timeout=30)
+            return r.status_code, r.json()["error"]["message"] if r.status_code != 200 else ""
+
+        with ThreadPoolExecutor(32) as pool:
+            results = list(pool.map(one, range(200)))
+        admitted = sum(1 for status, _ in results if status == 200)
+        refusals = [message for status, message in results if status != 200]
+        assert {status for status, _ in results} <= {200, 429}
+        assert all(f"team {team['id']} (monthly)" in message for message in refusals), refusals[:3]
+        state: dict[str, float] = {}
+        for _ in range(50):
+            state = http.get(f"/admin/teams/{team['id']}").json()
+            if state["reserved_usd"] == 0:
+                break
+            time.sleep(0.1)
+        print(f"MEASURED team budget: {admitted} of 200 admitted over 2 keys (budget fits 10), spent {state['spent_usd'] / unit:.2f} units")
+        assert 1 <= admitted <= 10
+        assert state["spent_usd"] <= team["budget_usd"] + 1e-12 and state["reserved_usd"] == 0
+        assert abs(state["spent_usd"] - admitted * unit) < 1e-9
+        assert state["keys"] == 2
+
+
+def fresh_database(postgres: PostgresServer, name: str) -> str:
+    postgres.psql(f"DROP DATABASE IF EXISTS {name}")
+    postgres.psql(f"CREATE DATABASE {name}")
+    return postgres.url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_team_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProcess]) -> None:
+    run_team_budget(gateways(budget_config(None), workers=2))
+
+
+def test_team_budget_across_two_workers_on_postgresql(postgres: PostgresServer, gateways: Callable[..., GatewayProcess]) -> None:
+    run_team_budget(gateways(budget_config(fresh_database(postgres, "team_budget")), workers=2))
+
+
 def test_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProcess]) -> None:
     run_budget(gateways(budget_config(None), workers=2))
 
 
 def test_budget_across_two_workers_on_postgresql(postgres: PostgresServer, gateways: Callable[..., GatewayProcess]) -> None:
-    postgres.psql("DROP TABLE IF EXISTS virtual_keys, teams, alembic_version CASCADE")
-    run_budget(gateways(budget_config(postgres.url), workers=2))
+    run_budget(gateways(budget_config(fresh_database(postgres, "key_budget")), workers=2))
 
 
 def test_an_abandoned_stream_is_charged_not_free(gateways: Callable[..., GatewayProcess]) -> None:

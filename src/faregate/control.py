@@ -33,6 +33,7 @@ from faregate.store.base import (
     ControlBus,
     Event,
     ReloadRequested,
+    TeamChanged,
     VirtualKeyChanged,
     WorkerInfo,
 )
@@ -83,7 +84,7 @@ class Controller:
         self.bus_status = "starting"
         self.last_tick = time.monotonic()
         self.last_error = ""
-        self.key_listeners: list[Callable[[VirtualKeyChanged], None]] = []
+        self.key_listeners: list[Callable[[VirtualKeyChanged | TeamChanged], None]] = []
         self._signature = file_signature(keyring.current.generation.watched_files)
         self._failed_signature: Signature | None = None
 
@@ -190,7 +191,7 @@ class Controller:
             await self._handle(event)
 
     async def _handle(self, event: Event) -> None:
-        if isinstance(event, VirtualKeyChanged):
+        if isinstance(event, VirtualKeyChanged | TeamChanged):
             for listener in self.key_listeners:
                 listener(event)
             return

@@ -11,7 +11,8 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── BudgetExceeded             429     budget_exceeded / budget_exceeded (ours, not the provider's quota)
     │   ├── RateLimitExceeded          429     rate_limit_exceeded / rate_limit_exceeded (ours: a key's, team's or deployment's rpm/tpm/parallel)
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
-    │   ├── RouteNotFound              404     invalid_request_error / unknown_url
+    │   ├── RouteNotFound              404     invalid_request_error / unknown_url | key_not_found | team_not_found
+    │   ├── AlreadyExists              409     invalid_request_error / already_exists (a unique name is taken)
     │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
     ├── UpstreamError                  —       one attempt on one deployment failed (collected, rarely shown alone)
     │   ├── UpstreamRejected           4xx     the provider refused the request itself: passed through to the client
@@ -127,6 +128,11 @@ class ModelNotFound(RequestError):
 class RouteNotFound(RequestError):
     status = 404
     code = "unknown_url"
+
+
+class AlreadyExists(RequestError):
+    status = 409
+    code = "already_exists"
 
 
 class MethodNotAllowed(RequestError):

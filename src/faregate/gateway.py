@@ -27,7 +27,7 @@ from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
-from faregate.store.base import BusError, ControlBus
+from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
 from faregate.store.db import make_engine
 from faregate.store.redis_bus import RedisBus
 from faregate.store.sqlite_bus import SqliteBus
@@ -74,7 +74,7 @@ class Gateway:
         await self.upstream.start()
         self.engine = make_engine(self.keyring.current.generation.state.database)
         self.keys = VirtualKeys(self.engine)
-        self.control.key_listeners.append(lambda event: self.keys.invalidate(event.key_hash) if self.keys else None)
+        self.control.key_listeners.append(self._key_changed)
         await self.control.start()
         for task in self.control.tasks():
             self.spawn(task)
@@ -82,6 +82,14 @@ class Gateway:
         self.spawn(self._flush_logs())
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
+
+    def _key_changed(self, event: VirtualKeyChanged | TeamChanged) -> None:
+        if self.keys is None:
+            return
+        if isinstance(event, TeamChanged):
+            self.keys.invalidate_team(event.team_id)
+        else:
+            self.keys.invalidate(event.key_hash)
 
     async def stop(self) -> None:
         for task in self._tasks:

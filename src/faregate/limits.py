@@ -1,4 +1,4 @@
-"""Admission against budgets: reserve a request's maximum cost before it runs, settle with what it
+"""Admission against budgets (a key's and its team's): reserve a request's maximum cost before it runs, settle with what it
 really cost afterwards, release on failure. A budget can then not be overspent by concurrent
 requests (check-then-record races), only by one request's usage beyond its estimate.
 
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from faregate.credentials.virtual import VirtualKey
 from faregate.errors import BudgetExceeded, PermissionDenied
-from faregate.store import keys as db
+from faregate.store import budgets
 from faregate.types import Price
 
 DEFAULT_OUTPUT_TOKENS = 4096
@@ -28,7 +28,7 @@ MAX_OUTPUT_TOKENS = 131_072
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    key_id: str
+    charges: tuple[budgets.Charge, ...]
     amount: float
 
 
@@ -44,8 +44,14 @@ def max_cost(payload: dict[str, Any], price: Price) -> float:
 
 
 async def admit(engine: AsyncEngine, key: VirtualKey, model: str, price: Price | None, payload: dict[str, Any]) -> Reservation | None:
-    """None when the key has no budget; else a reservation, or BudgetExceeded naming the budget."""
-    if key.budget_usd is None:
+    """None when neither the key nor its team has a budget; else a reservation on both, or
+    BudgetExceeded naming the budget that did not fit (and then nothing is reserved)."""
+    budgeted: list[tuple[budgets.Kind, str]] = []
+    if key.budget_usd is not None:
+        budgeted.append(("key", key.id))
+    if key.team_budget_usd is not None and key.team_id is not None:
+        budgeted.append(("team", key.team_id))
+    if not budgeted:
         return None
     if price is None:
         raise PermissionDenied(
@@ -54,15 +60,20 @@ async def admit(engine: AsyncEngine, key: VirtualKey, model: str, price: Price |
             code="model_unpriced",
         )
     amount = max_cost(payload, price)
-    if await db.reserve(engine, key.id, amount, time.time()):
-        return Reservation(key.id, amount)
-    state = await db.budget_state(engine, key.id) or {}
-    spent, reserved = float(state.get("spent_usd") or 0.0), float(state.get("reserved_usd") or 0.0)
-    period = state.get("budget_period") or "total"
-    raise BudgetExceeded(
-        f"budget exceeded for key {key.id} ({period}): spent ${spent:.6f} + in flight ${reserved:.6f} + this request up to "
-        f"${amount:.6f} > limit ${key.budget_usd:.6f}"
-    )
+    charges = tuple(budgets.Charge(kind, id_, amount) for kind, id_ in budgeted)
+    try:
+        await budgets.reserve(engine, charges, time.time())
+    except budgets.DoesNotFit as refusal:
+        kind, id_ = refusal.charge.kind, refusal.charge.id
+        state = await budgets.state(engine, kind, id_) or {}
+        spent, reserved = float(state.get("spent_usd") or 0.0), float(state.get("reserved_usd") or 0.0)
+        limit = float(state.get("budget_usd") or 0.0)
+        period = state.get("budget_period") or "total"
+        raise BudgetExceeded(
+            f"budget exceeded for {kind} {id_} ({period}): spent ${spent:.6f} + in flight ${reserved:.6f} + this request up to "
+            f"${amount:.6f} > limit ${limit:.6f}"
+        ) from None
+    return Reservation(charges, amount)
 
 
 async def settle(engine: AsyncEngine, reservation: Reservation, cost: float | None, answered: bool) -> None:
@@ -74,4 +85,4 @@ async def settle(engine: AsyncEngine, reservation: Reservation, cost: float | No
         spent = reservation.amount
     else:
         spent = cost
-    await db.settle(engine, reservation.key_id, reservation.amount, spent)
+    await budgets.settle(engine, reservation.charges, spent)

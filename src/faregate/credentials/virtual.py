@@ -53,6 +53,11 @@ class VirtualKey:
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
+    team_enabled: bool = True
+    team_budget_usd: float | None = None
+    team_rpm: int | None = None
+    team_tpm: int | None = None
+    team_max_parallel: int | None = None
 
     @staticmethod
     def from_row(row: dict[str, Any], key_hash: str) -> VirtualKey:
@@ -72,6 +77,11 @@ class VirtualKey:
             rpm=row.get("rpm"),
             tpm=row.get("tpm"),
             max_parallel=row.get("max_parallel"),
+            team_enabled=row.get("team_enabled") is not False,
+            team_budget_usd=row.get("team_budget_usd"),
+            team_rpm=row.get("team_rpm"),
+            team_tpm=row.get("team_tpm"),
+            team_max_parallel=row.get("team_max_parallel"),
         )
 
     def refusal(self, now: float) -> str | None:
@@ -80,6 +90,8 @@ class VirtualKey:
             return "this API key has been revoked or disabled"
         if self.expires_at is not None and self.expires_at <= now:
             return "this API key has expired"
+        if not self.team_enabled:
+            return f"this API key's team {self.team_id} is disabled"
         return None
 
     def allows(self, model: str) -> bool:
@@ -105,6 +117,9 @@ class VirtualKeys:
     def invalidate(self, key_hash: str) -> None:
         self.cache.invalidate(key_hash)
 
+    def invalidate_team(self, team_id: str) -> None:
+        self.cache.invalidate_team(team_id)
+
 
 class KeyCache:
     """Per-worker cache of hash -> key (or None for unknown). Only this class writes it."""
@@ -112,16 +127,17 @@ class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[VirtualKey | None, float]] = {}
         self._epochs: dict[str, int] = {}
+        self._team_epoch = 0  # bumped by every team change: a lookup that raced one is not cached
 
     async def resolve(self, key_hash: str, lookup: Lookup) -> VirtualKey | None:
         now = time.monotonic()
         entry = self._entries.get(key_hash)
         if entry is not None and entry[1] > now:
             return entry[0]
-        epoch = self._epochs.get(key_hash, 0)
+        epoch, team_epoch = self._epochs.get(key_hash, 0), self._team_epoch
         row = await lookup(key_hash, time.time())  # may raise: the caller answers 503, not 401
         key = VirtualKey.from_row(row, key_hash) if row is not None else None
-        if self._epochs.get(key_hash, 0) == epoch:  # nothing invalidated it meanwhile
+        if self._epochs.get(key_hash, 0) == epoch and self._team_epoch == team_epoch:  # nothing invalidated it meanwhile
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key_hash] = (key, time.monotonic() + (CACHE_TTL if key is not None else NEGATIVE_TTL))
@@ -130,6 +146,13 @@ class KeyCache:
     def invalidate(self, key_hash: str) -> None:
         self._entries.pop(key_hash, None)
         self._epochs[key_hash] = self._epochs.get(key_hash, 0) + 1
+
+    def invalidate_team(self, team_id: str) -> None:
+        """Drop every cached key of this team (its budget, limits or enabled flag changed)."""
+        self._team_epoch += 1
+        for key_hash, (key, _) in list(self._entries.items()):
+            if key is not None and key.team_id == team_id:
+                self.invalidate(key_hash)
 
     def clear(self) -> None:
         for key_hash in list(self._entries):

@@ -11,7 +11,6 @@ import contextlib
 import secrets
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,16 +18,32 @@ from sqlalchemy.exc import SQLAlchemyError
 from faregate.credentials.virtual import display_prefix, hash_key, new_secret
 from faregate.errors import FaregateError, InvalidRequest, KeyStoreUnavailable, RouteNotFound
 from faregate.gateway import Gateway
+from faregate.server import admin_input as inputs
 from faregate.server.auth import authenticate_admin
-from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
+from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
 from faregate.store import keys as db
+from faregate.store import teams as teams_db
 from faregate.store.base import BusError, VirtualKeyChanged
 
 JSON = b"application/json"
-MAX_PAGE = 100
-SETTABLE = {"name", "user_id", "models", "expires_at", "metadata", "enabled", "budget_usd", "budget_period"}
-NOT_YET = {"rpm", "tpm", "max_parallel", "team_id"}
-PERIODS = ("daily", "weekly", "monthly", "total")
+SETTABLE: inputs.Checkers = {
+    "name": inputs.check_name,
+    "models": inputs.check_models,
+    "expires_at": inputs.check_expires_at,
+    "metadata": inputs.check_metadata,
+    "enabled": inputs.check_enabled,
+    "budget_usd": inputs.check_budget,
+    "budget_period": inputs.check_period,
+    "rpm": inputs.check_limit("rpm"),
+    "tpm": inputs.check_limit("tpm"),
+    "max_parallel": inputs.check_limit("max_parallel"),
+}
+OWNER: inputs.Checkers = {"user_id": inputs.check_owner("user_id"), "team_id": inputs.check_owner("team_id")}
+COMPUTED = {
+    name: "it is kept by faregate"
+    for name in ("id", "key", "key_hash", "prefix", "spent_usd", "reserved_usd", "period_start", "created_at", "updated_at", "revoked_at")
+}
+OWNER_FIXED = {name: "a key's owner is fixed at creation; create a new key for another owner" for name in OWNER}
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -50,67 +65,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "budget_period": row.get("budget_period"),
         "spent_usd": row.get("spent_usd", 0.0),
         "reserved_usd": row.get("reserved_usd", 0.0),
+        "team_id": row.get("team_id"),
+        "rpm": row.get("rpm"),
+        "tpm": row.get("tpm"),
+        "max_parallel": row.get("max_parallel"),
     }
-
-
-def _fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in body.items():
-        if name in NOT_YET:
-            raise InvalidRequest(f"'{name}' is not supported by this version yet (budgets and limits come later)", param=name)
-        if name not in SETTABLE:
-            raise InvalidRequest(f"'{name}' cannot be set; settable fields: {', '.join(sorted(SETTABLE))}", param=name)
-        out[name] = _checked(name, value)
-    if creating and not out.get("name"):
-        raise InvalidRequest("'name' is required", param="name")
-    return out
-
-
-def _checked(name: str, value: Any) -> Any:
-    if name == "name":
-        if not isinstance(value, str) or not value.strip() or len(value) > 200 or any(c in value for c in "\r\n\0"):
-            raise InvalidRequest("'name' must be a non-empty string of at most 200 characters without line breaks", param=name)
-        return value.strip()
-    if name == "user_id":
-        if value is not None and (not isinstance(value, str) or len(value) > 200 or any(c in value for c in "\r\n\0")):
-            raise InvalidRequest("'user_id' must be a string of at most 200 characters or null", param=name)
-        return value
-    if name == "models":
-        if not isinstance(value, list) or len(value) > 500 or not all(isinstance(m, str) and 0 < len(m) <= 200 for m in value):
-            raise InvalidRequest("'models' must be an array of at most 500 model names or globs", param=name)
-        return value
-    if name == "expires_at":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e11):
-            raise InvalidRequest("'expires_at' must be a Unix time in seconds or null", param=name)
-        return value
-    if name == "metadata":
-        if not isinstance(value, dict) or len(orjson.dumps(value)) > 16_384:
-            raise InvalidRequest("'metadata' must be an object of at most 16 KiB", param=name)
-        return value
-    if name == "budget_usd":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1e9):
-            raise InvalidRequest("'budget_usd' must be a number of dollars from 0 to 1e9, or null for no budget", param=name)
-        return value
-    if name == "budget_period":
-        if value not in PERIODS:
-            raise InvalidRequest(f"'budget_period' must be one of {', '.join(PERIODS)}", param=name)
-        return value
-    if not isinstance(value, bool):
-        raise InvalidRequest("'enabled' must be a boolean", param=name)
-    return value
-
-
-async def _body(scope: Scope, receive: Receive) -> dict[str, Any]:
-    raw = await read_body(scope, receive, 64 * 1024)
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
-    return data
 
 
 async def _announce(gw: Gateway, action: str, *hashes: str | None) -> None:
@@ -150,17 +109,21 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
     method = scope["method"]
     now = time.time()
     if not parts and method == "POST":
-        fields = _fields(await _body(scope, receive), creating=True)
+        fields = inputs.fields(await inputs.body(scope, receive), {**SETTABLE, **OWNER}, COMPUTED, required=("name",))
+        if fields.get("team_id") is not None and await teams_db.get_team(engine, fields["team_id"]) is None:
+            raise InvalidRequest(f"'team_id': no team with id '{fields['team_id']}'", param="team_id", code="team_not_found")
         secret = new_secret()
         new: dict[str, Any] = {"id": "key_" + secrets.token_hex(8), "key_hash": hash_key(secret), "prefix": display_prefix(secret)}
         new.update(models=[], metadata={}, enabled=True, user_id=None, expires_at=None, revoked_at=None, previous_valid_until=None)
-        new.update(budget_usd=None, budget_period="total", spent_usd=0.0, reserved_usd=0.0)
+        new.update(
+            budget_usd=None, budget_period="total", spent_usd=0.0, reserved_usd=0.0, team_id=None, rpm=None, tpm=None, max_parallel=None
+        )
         new.update(fields)
         new.update(created_at=now, updated_at=now)
         await db.insert_key(engine, new)
         return 201, {**_public(new), "key": secret}
     if not parts and method == "GET":
-        limit, offset = _page(scope)
+        limit, offset = inputs.page(scope)
         rows, total = await db.list_keys(engine, limit, offset)
         return 200, {
             "data": [_public(r) for r in rows],
@@ -178,7 +141,7 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
     if action == "" and method == "GET":
         return 200, _public(current)
     if action == "" and method == "PATCH":
-        fields = _fields(await _body(scope, receive), creating=False)
+        fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, {**COMPUTED, **OWNER_FIXED})
         if fields.get("enabled") and current["revoked_at"] is not None:
             raise InvalidRequest("a revoked key cannot be enabled again; create a new key", param="enabled")
         row = await db.update_key(engine, key_id, {**fields, "updated_at": now})
@@ -193,7 +156,7 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
         await _announce(gw, "revoked", current["key_hash"], current["previous_hash"])
         return 200, _public(row or current)
     if action == "rotate" and method == "POST":
-        grace = (await _body(scope, receive)).get("grace_seconds", 0)
+        grace = (await inputs.body(scope, receive)).get("grace_seconds", 0)
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 30 * 86400:
             raise InvalidRequest("'grace_seconds' must be a number of seconds from 0 to 2592000", param="grace_seconds")
         secret = new_secret()
@@ -206,15 +169,3 @@ async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, d
         await _announce(gw, "rotated", current["key_hash"], current["previous_hash"])
         return 200, {**_public(row or current), "key": secret}
     raise RouteNotFound(f"unknown URL {method} {scope['path']!r}")
-
-
-def _page(scope: Scope) -> tuple[int, int]:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    try:
-        limit = int(query.get("limit", ["50"])[0])
-        offset = int(query.get("offset", ["0"])[0])
-    except ValueError:
-        raise InvalidRequest("'limit' and 'offset' must be integers") from None
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise InvalidRequest(f"'limit' must be 1..{MAX_PAGE} and 'offset' >= 0", param="limit" if not 1 <= limit <= MAX_PAGE else "offset")
-    return limit, offset

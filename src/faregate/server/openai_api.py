@@ -59,7 +59,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                 payload = validate.parse(endpoint, body)
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
                 if principal is not None:
-                    ex.key_id = principal.id
+                    ex.key_id, ex.team_id = principal.id, principal.team_id
                     if not principal.allows(ex.model):
                         raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
                     reservation = await _admit(gw, principal, snap, ex.model, payload)
@@ -84,7 +84,7 @@ def proxy(endpoint: Endpoint) -> Handler:
 
 
 async def _admit(gw: Gateway, key: VirtualKey, snap: Snapshot, model: str, payload: dict[str, Any]) -> limits.Reservation | None:
-    if key.budget_usd is None or gw.engine is None:
+    if (key.budget_usd is None and key.team_budget_usd is None) or gw.engine is None:
         return None
     route = snap.generation.models.get(model)
     if route is None:

@@ -66,8 +66,18 @@ class VirtualKeyChanged:
     kind: Literal["virtual_key"] = "virtual_key"
 
 
-Event = ReloadRequested | CachesPurged | VirtualKeyChanged
-_KINDS: dict[str, type[Event]] = {"reload": ReloadRequested, "purge": CachesPurged, "virtual_key": VirtualKeyChanged}
+@dataclass(frozen=True, slots=True)
+class TeamChanged:
+    """A team's budget, limits or enabled flag changed, or it was deleted: drop its keys from every key cache."""
+
+    team_id: str
+    action: Literal["updated", "deleted"]
+    origin: str = ""
+    kind: Literal["team"] = "team"
+
+
+Event = ReloadRequested | CachesPurged | VirtualKeyChanged | TeamChanged
+_KINDS: dict[str, type[Event]] = {"reload": ReloadRequested, "purge": CachesPurged, "virtual_key": VirtualKeyChanged, "team": TeamChanged}
 
 
 def encode_event(event: Event) -> bytes:

@@ -1,0 +1,108 @@
+"""`/admin/teams`: create, list, get, update and delete teams (master key).
+
+A team's budget and rpm/tpm/parallel limits apply on top of each of its keys' own; disabling a
+team refuses all its keys. Every change is published on the bus (TeamChanged) so every worker
+drops the team's keys from its cache and sees the new budget and limits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+
+from faregate.errors import AlreadyExists, FaregateError, KeyStoreUnavailable, RouteNotFound
+from faregate.gateway import Gateway
+from faregate.server import admin_input as inputs
+from faregate.server.auth import authenticate_admin
+from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
+from faregate.store import teams as db
+from faregate.store.base import BusError, TeamChanged
+from faregate.store.keys import Conflict
+
+SETTABLE: inputs.Checkers = {
+    "name": inputs.check_name,
+    "metadata": inputs.check_metadata,
+    "enabled": inputs.check_enabled,
+    "budget_usd": inputs.check_budget,
+    "budget_period": inputs.check_period,
+    "rpm": inputs.check_limit("rpm"),
+    "tpm": inputs.check_limit("tpm"),
+    "max_parallel": inputs.check_limit("max_parallel"),
+}
+COMPUTED = {
+    name: "it is kept by faregate" for name in ("id", "keys", "spent_usd", "reserved_usd", "period_start", "created_at", "updated_at")
+}
+SHOWN = ("id", "name", "metadata", "enabled", "budget_usd", "budget_period", "spent_usd", "reserved_usd", "period_start", "rpm", "tpm")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {**{name: row.get(name) for name in SHOWN}, "max_parallel": row.get("max_parallel"), "keys": row.get("keys", 0),
+            "created_at": row["created_at"], "updated_at": row["updated_at"]}  # fmt: skip
+
+
+async def _announce(gw: Gateway, team_id: str, action: str) -> None:
+    if gw.keys is not None:
+        gw.keys.invalidate_team(team_id)
+    with contextlib.suppress(BusError):  # if the bus is down, other workers fall back on the cache TTL
+        await gw.control.bus.publish(TeamChanged(team_id=team_id, action=action, origin=gw.control.worker_id))  # type: ignore[arg-type]
+
+
+async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Every /admin/teams route; the path after /admin/teams picks the action."""
+    try:
+        authenticate_admin(gw.keyring.current, scope)
+        if gw.engine is None:
+            raise KeyStoreUnavailable("the key store is not started")
+        status, body = await _dispatch(gw, scope, receive)
+    except Conflict:
+        await send_error(send, AlreadyExists("a team with this name exists already; team names are unique", param="name"))
+        return
+    except SQLAlchemyError as exc:
+        await send_error(send, KeyStoreUnavailable(f"the key store failed: {exc.__class__.__name__}"))
+        return
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    await send_bytes(send, status, orjson.dumps(body), b"application/json")
+
+
+async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+    engine = gw.engine
+    assert engine is not None
+    path, method, now = scope["path"], scope["method"], time.time()
+    rest = path.removeprefix("/admin/teams").strip("/")
+    if not rest and method == "POST":
+        fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED, required=("name",))
+        new: dict[str, Any] = {"id": "team_" + secrets.token_hex(8), "metadata": {}, "enabled": True, "budget_usd": None}
+        new.update(budget_period="total", spent_usd=0.0, reserved_usd=0.0, period_start=None, rpm=None, tpm=None, max_parallel=None)
+        new.update(fields)
+        new.update(created_at=now, updated_at=now)
+        await db.insert_team(engine, new)
+        return 201, _public(new)
+    if not rest and method == "GET":
+        limit, offset = inputs.page(scope)
+        rows, total = await db.list_teams(engine, limit, offset)
+        page = [_public(r) for r in rows]
+        return 200, {"data": page, "total": total, "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}
+    if not rest or "/" in rest:
+        raise RouteNotFound(f"unknown URL {method} {path!r}")
+    current = await db.get_team(engine, rest)
+    if current is None:
+        raise RouteNotFound(f"no team with id '{rest}'", code="team_not_found")
+    if method == "GET":
+        return 200, _public(current)
+    if method == "PATCH":
+        fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED)
+        await db.update_team(engine, rest, {**fields, "updated_at": now})
+        await _announce(gw, rest, "updated")
+        return 200, _public(await db.get_team(engine, rest) or current)
+    if method == "DELETE":
+        await db.delete_team(engine, rest)
+        await _announce(gw, rest, "deleted")
+        return 200, {"id": rest, "deleted": True, "keys_detached": current.get("keys", 0)}
+    raise RouteNotFound(f"unknown URL {method} {path!r}")
