@@ -194,8 +194,8 @@ class NoDeploymentAvailable(FaregateError):
     type = "service_unavailable"
     code = "no_deployment_available"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
     def headers(self) -> list[tuple[bytes, bytes]]:

@@ -22,6 +22,7 @@ class _State:
     failures: int = 0
     until: float = 0.0
     reason: str = ""
+    limit_code: str | None = None  # the provider's 429 code when the cooldown is its rate limit or quota
 
 
 class Health:
@@ -34,6 +35,12 @@ class Health:
         if state is None or state.until <= now:
             return None
         return f"cooling down until {clock_time(state.until)} after {state.reason}"
+
+    def limit_code(self, label: str, now: float) -> str | None:
+        """The provider's 429 code (e.g. ``insufficient_quota``) if this deployment cools down
+        because its provider limited it, else None."""
+        state = self._states.get(label)
+        return state.limit_code if state is not None and state.until > now else None
 
     def cooldown_remaining(self, label: str, now: float) -> float:
         state = self._states.get(label)
@@ -49,6 +56,7 @@ class Health:
         if isinstance(error, UpstreamRateLimited):
             seconds = error.retry_after if error.retry_after is not None else policy.cooldown_seconds
             self._cool(state, now + max(seconds, 0.0), error.reason)
+            state.limit_code = error.code or "rate_limited"
             return
         state.failures += 1
         if state.failures >= policy.cooldown_failures and policy.cooldown_seconds > 0:
@@ -59,6 +67,7 @@ class Health:
         state.until = max(state.until, until)
         state.reason = reason
         state.failures = 0
+        state.limit_code = None
 
     def clear(self) -> None:
         """Forget every failure and cooldown (``POST /cache/purge``)."""

@@ -23,6 +23,7 @@ from faregate.errors import (
     ModelNotFound,
     NoDeploymentAvailable,
     UpstreamError,
+    UpstreamLimited,
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -83,6 +84,7 @@ class Pipeline:
         if route is None:
             raise ModelNotFound(_unknown_model_message(ex.model, gen), param="model")
         failures: list[str] = []
+        outcomes = Outcomes()
         now = time.time()
 
         def blocked(label: str) -> str | None:
@@ -98,21 +100,37 @@ class Pipeline:
                 if ex.endpoint not in SUPPORTED[dep.provider.type]:
                     failures.append(f"{prefix}{dep.label}: provider type {dep.provider.type} has no {ex.endpoint} endpoint")
                     continue
-                answer, snap = await self._on_deployment(snap, ex, dep, payload, prefix, failures)
+                answer, snap = await self._on_deployment(snap, ex, dep, payload, prefix, failures, outcomes)
                 if answer is None:
                     continue
                 if target is not route:
                     ex.fallback_from = route.name
                 return answer
             failures.extend(f"{prefix}{dep.label}: {reason}" for dep, reason in the_plan.skipped)
+            for dep, _ in the_plan.skipped:
+                outcomes.skipped(dep.label, self.health, now)
             if not the_plan.candidates and not the_plan.skipped:
                 failures.append(f"{prefix}{target.name}: no deployments")
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
         retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
+        code = outcomes.limited_code()
+        if code is not None:  # the providers' limits, not an outage and not ours: say so
+            raise UpstreamLimited(
+                f"every deployment for model '{ex.model}' is limited by its provider: " + "; ".join(failures),
+                retry_after=retry_after,
+                code=code,
+            )
         raise NoDeploymentAvailable(f"no deployment available for model '{ex.model}': " + "; ".join(failures), retry_after=retry_after)
 
     async def _on_deployment(
-        self, snap: Snapshot, ex: Exchange, dep: Deployment, payload: dict[str, Any], prefix: str, failures: list[str]
+        self,
+        snap: Snapshot,
+        ex: Exchange,
+        dep: Deployment,
+        payload: dict[str, Any],
+        prefix: str,
+        failures: list[str],
+        outcomes: Outcomes,
     ) -> tuple[Answer | None, Snapshot]:
         """Try one deployment. A failure that concerns only the credential (401/403, or 429 on one key
         of several) is retried here with the next credential, taken from the current generation, so
@@ -124,6 +142,7 @@ class Pipeline:
                 ex.failures.append((dep.label, type(err).__name__))
                 failures.append(f"{prefix}{dep.label}: {err.reason}")
                 if not err.credential_scoped:
+                    outcomes.failed(dep.label, err)
                     return None, snap
                 current = self.current()
                 if current is not snap:
@@ -141,6 +160,9 @@ class Pipeline:
         now = time.time()
         credential = pool.choose(now)
         if credential is None:
+            limited = pool.limit_code(now)
+            if limited is not None:  # every key of this provider is resting after a 429
+                raise UpstreamRateLimited(pool.unusable_reason(now), code=limited)
             raise CredentialRejected(pool.unusable_reason(now))
         ex.deployment, ex.credential = dep, credential
         ex.attempts += 1
@@ -175,7 +197,7 @@ class Pipeline:
         except UpstreamRateLimited as err:
             if len(pool.states) > 1:  # one account of several is limited: rest that key, not the deployment
                 rest = err.retry_after if err.retry_after is not None else policy.cooldown_seconds
-                pool.cool(credential, time.time() + rest, err.reason)
+                pool.cool(credential, time.time() + rest, err.reason, err.code)
                 err.credential_scoped = True
             else:
                 self.health.failure(dep.label, err, time.time(), policy)
@@ -242,6 +264,41 @@ class Pipeline:
             yield _cut(ex, dep, tail, "upstream closed the stream before [DONE]")
             return
         ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
+
+
+class Outcomes:
+    """Why each deployment of a failed request did not answer, by kind: was every one that could
+    have served limited by its provider (429: rate limit or quota), or did something else fail?"""
+
+    __slots__ = ("limited", "other")
+
+    def __init__(self) -> None:
+        self.limited: dict[str, str] = {}  # deployment label -> the provider's 429 code
+        self.other: set[str] = set()
+
+    def failed(self, label: str, err: UpstreamError) -> None:
+        if isinstance(err, UpstreamRateLimited):
+            self.limited[label] = err.code or "rate_limited"
+        else:
+            self.other.add(label)
+
+    def skipped(self, label: str, health: Health, now: float) -> None:
+        """A deployment not tried: cooling after its provider's 429, after failures, or not a
+        candidate at all (weight 0, retry limit), which says nothing about the outcome."""
+        code = health.limit_code(label, now)
+        if code is not None:
+            self.limited[label] = code
+        elif health.blocked(label, now) is not None:
+            self.other.add(label)
+
+    def limited_code(self) -> str | None:
+        """``upstream_insufficient_quota`` / ``upstream_rate_limited`` when provider limits are
+        the whole story; None when anything else failed too (then it is a 503)."""
+        if not self.limited or self.other - self.limited.keys():
+            return None
+        if all(code == "insufficient_quota" for code in self.limited.values()):
+            return "upstream_insufficient_quota"
+        return "upstream_rate_limited"
 
 
 def _cut(ex: Exchange, dep: Deployment, tail: bytes, reason: str) -> bytes:

@@ -18,6 +18,7 @@ class CredentialState:
     rejected: str | None = None  # reason, until the next reload
     cooled_until: float = 0.0
     cool_reason: str | None = None
+    cool_code: str | None = None  # the provider's 429 code that cooled it
     requests: int = 0
     last_used: float | None = None
 
@@ -71,11 +72,20 @@ class CredentialPool:
         if state is not None:
             state.rejected = reason
 
-    def cool(self, credential: Credential, until: float, reason: str) -> None:
+    def cool(self, credential: Credential, until: float, reason: str, code: str | None = None) -> None:
         state = self._state(credential)
         if state is not None:
             state.cooled_until = max(state.cooled_until, until)
             state.cool_reason = reason
+            state.cool_code = code or "rate_limited"
+
+    def limit_code(self, now: float) -> str | None:
+        """When no credential is usable only because the provider limited every one of them (429):
+        ``insufficient_quota`` if that was every one's code, else ``rate_limited``. None otherwise."""
+        if not self.states or any(s.rejected is not None or s.cooled_until <= now for s in self.states):
+            return None
+        codes = {s.cool_code for s in self.states}
+        return "insufficient_quota" if codes == {"insufficient_quota"} else "rate_limited"
 
     def report(self, now: float) -> list[tuple[Credential, str, str, int, float | None]]:
         """(credential, state, reason, requests since load, last used) for each credential."""
