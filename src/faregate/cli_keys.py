@@ -29,16 +29,22 @@ def create(
     name: Annotated[str, typer.Option(help="what the key is for")],
     model: Annotated[list[str] | None, typer.Option("--model", help="allowed model or glob (repeat); default all")] = None,
     user: Annotated[str | None, typer.Option(help="owner")] = None,
+    team: Annotated[str | None, typer.Option(help="team id (its budget and limits apply on top of the key's)")] = None,
     expires_at: Annotated[float | None, typer.Option(help="Unix time after which the key is refused")] = None,
+    budget: Annotated[float | None, typer.Option(help="budget in USD")] = None,
+    period: Annotated[str, typer.Option(help="budget period: daily, weekly, monthly or total")] = "total",
+    rpm: Annotated[int | None, typer.Option(help="requests per minute")] = None,
+    tpm: Annotated[int | None, typer.Option(help="tokens per minute")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="requests in flight at once")] = None,
     url: Url = DEFAULT_URL,
     key: Key = None,
 ) -> None:
     """Create a key; its secret is printed once and cannot be read again."""
     body: dict[str, Any] = {"name": name, "models": model or []}
-    if user is not None:
-        body["user_id"] = user
-    if expires_at is not None:
-        body["expires_at"] = expires_at
+    optional = {"user_id": user, "team_id": team, "expires_at": expires_at, "rpm": rpm, "tpm": tpm, "max_parallel": max_parallel}
+    body.update({field: value for field, value in optional.items() if value is not None})
+    if budget is not None:
+        body.update(budget_usd=budget, budget_period=period)
     answer = _call("POST", url, "/admin/keys", key, body)
     typer.echo(answer["key"])
     typer.echo(f"id {answer['id']} ({answer['prefix']}): store the key now, it is not shown again", err=True)

@@ -27,6 +27,7 @@ from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
+from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
 from faregate.store.db import make_engine
 from faregate.store.redis_bus import RedisBus
@@ -48,6 +49,12 @@ def make_bus(generation: Generation) -> ControlBus:
     return SqliteBus(Path(".faregate") / "control.db")
 
 
+def make_limiter(generation: Generation) -> Limiter:
+    """Rate limits exact across workers and instances with Redis; per worker process without it."""
+    redis = generation.state.redis
+    return RedisLimiter(redis) if redis else LocalLimiter()
+
+
 class Gateway:
     def __init__(self, config_path: Path, metrics_dir: Path | None = None, instance: str | None = None) -> None:
         generation, warnings = build(config_path)
@@ -56,7 +63,8 @@ class Gateway:
         self.keyring = Keyring(generation)
         self.health = Health()
         self.upstream = Upstream()
-        self.pipeline = Pipeline(self.health, self.upstream, current=lambda: self.keyring.current)
+        self.limiter = make_limiter(generation)
+        self.pipeline = Pipeline(self.health, self.upstream, current=lambda: self.keyring.current, limiter=self.limiter)
         self.engine: AsyncEngine | None = None
         self.keys: VirtualKeys | None = None
         self.control = Controller(
@@ -99,6 +107,7 @@ class Gateway:
             await self.control.bus.unregister(self.control.worker_id)
         await self.control.bus.close()
         await self.upstream.close()
+        await self.limiter.close()
         if self.engine is not None:
             await self.engine.dispose()
         self.access_log.flush()

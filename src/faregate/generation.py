@@ -60,6 +60,8 @@ class Deployment:
     weight: int
     priority: int
     price: Price | None
+    rpm: int | None = None  # our limits towards this deployment (the provider's, as configured)
+    tpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,8 @@ def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Prov
                 weight=d.weight,
                 priority=d.priority,
                 price=prices.get(d.model),
+                rpm=d.rpm,
+                tpm=d.tpm,
             )
         )
     enabled = [d for d in deployments if d.weight > 0]

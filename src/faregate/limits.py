@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate import costs
 from faregate.credentials.virtual import VirtualKey
 from faregate.errors import BudgetExceeded, PermissionDenied
 from faregate.store import budgets
@@ -33,13 +33,9 @@ class Reservation:
 
 
 def max_cost(payload: dict[str, Any], price: Price) -> float:
-    prompt = payload.get("messages") or payload.get("prompt") or payload.get("input") or ""
-    prompt_tokens = len(orjson.dumps(prompt)) // 2 + 16
-    requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
-        output_tokens = min(requested, MAX_OUTPUT_TOKENS)
-    else:
-        output_tokens = DEFAULT_OUTPUT_TOKENS
+    prompt_tokens = costs.prompt_bytes(payload) // 2 + 16
+    requested = costs.requested_output(payload)
+    output_tokens = min(requested, MAX_OUTPUT_TOKENS) if requested is not None else DEFAULT_OUTPUT_TOKENS
     return (prompt_tokens * price.input + output_tokens * price.output) / 1_000_000
 
 

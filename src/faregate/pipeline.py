@@ -22,6 +22,7 @@ from faregate.errors import (
     CredentialRejected,
     ModelNotFound,
     NoDeploymentAvailable,
+    RateLimitExceeded,
     UpstreamError,
     UpstreamLimited,
     UpstreamProtocolError,
@@ -31,6 +32,7 @@ from faregate.errors import (
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
 from faregate.providers import LOCAL, SUPPORTED, mock, openai
+from faregate.ratelimit import Limit, Limiter, Refused, Ticket
 from faregate.routing import plan, targets
 from faregate.types import Endpoint, Usage
 from faregate.upstream import HEARTBEAT, Upstream, paced
@@ -60,6 +62,9 @@ class Exchange:
     key_id: str | None = None  # the virtual key that made the request (None: the master key)
     team_id: str | None = None  # that key's team
     failures: list[tuple[str, str]] = field(default_factory=list)  # (deployment label, error class)
+    tokens: int | None = None  # the estimate charged against tpm limits (computed when one applies)
+    tickets: list[Ticket] = field(default_factory=list)  # rate-limit admissions to release at the end
+    ratelimit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* of the key's tightest limits
 
 
 @dataclass(slots=True)
@@ -71,10 +76,13 @@ class Answer:
 
 
 class Pipeline:
-    def __init__(self, health: Health, upstream: Upstream, current: Callable[[], Snapshot], rng: random.Random | None = None) -> None:
+    def __init__(
+        self, health: Health, upstream: Upstream, current: Callable[[], Snapshot], limiter: Limiter, rng: random.Random | None = None
+    ) -> None:
         self.health = health
         self.upstream = upstream
         self.current = current
+        self.limiter = limiter
         self.rng = rng or random.Random()
 
     async def run(self, snap: Snapshot, ex: Exchange, payload: dict[str, Any]) -> Answer:
@@ -114,6 +122,12 @@ class Pipeline:
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
         retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
         code = outcomes.limited_code()
+        if code == "rate_limit_exceeded":  # our own deployment limits, and nothing else, stood in the way
+            waits = [r.retry_after for r in outcomes.ours.values() if r.retry_after is not None]
+            raise RateLimitExceeded(
+                f"every deployment for model '{ex.model}' is at its configured rate limit: " + "; ".join(failures),
+                retry_after=min(waits) if waits else None,
+            )
         if code is not None:  # the providers' limits, not an outage and not ours: say so
             raise UpstreamLimited(
                 f"every deployment for model '{ex.model}' is limited by its provider: " + "; ".join(failures),
@@ -134,7 +148,18 @@ class Pipeline:
     ) -> tuple[Answer | None, Snapshot]:
         """Try one deployment. A failure that concerns only the credential (401/403, or 429 on one key
         of several) is retried here with the next credential, taken from the current generation, so
-        a reload that brought a new key is used at once. (None, snapshot) when the deployment failed."""
+        a reload that brought a new key is used at once. (None, snapshot) when the deployment failed
+        or is at its own rpm/tpm limit."""
+        if dep.rpm is not None or dep.tpm is not None:
+            if ex.tokens is None:
+                ex.tokens = costs.estimate_tokens(payload)
+            try:
+                ticket = await self.limiter.acquire((Limit("deployment:" + dep.label, dep.rpm, dep.tpm),), ex.tokens)
+            except Refused as refused:
+                failures.append(f"{prefix}{dep.label}: {refused.message}")
+                outcomes.ours[dep.label] = refused
+                return None, snap
+            ex.tickets.append(ticket)
         for _ in range(1 + len(dep.provider.credentials)):
             try:
                 return await self._attempt(snap, ex, dep, payload), snap
@@ -270,11 +295,12 @@ class Outcomes:
     """Why each deployment of a failed request did not answer, by kind: was every one that could
     have served limited by its provider (429: rate limit or quota), or did something else fail?"""
 
-    __slots__ = ("limited", "other")
+    __slots__ = ("limited", "other", "ours")
 
     def __init__(self) -> None:
         self.limited: dict[str, str] = {}  # deployment label -> the provider's 429 code
         self.other: set[str] = set()
+        self.ours: dict[str, Refused] = {}  # deployment label -> its own rpm/tpm limit's refusal
 
     def failed(self, label: str, err: UpstreamError) -> None:
         if isinstance(err, UpstreamRateLimited):
@@ -293,9 +319,12 @@ class Outcomes:
 
     def limited_code(self) -> str | None:
         """``upstream_insufficient_quota`` / ``upstream_rate_limited`` when provider limits are
-        the whole story; None when anything else failed too (then it is a 503)."""
-        if not self.limited or self.other - self.limited.keys():
+        the whole story, ``rate_limit_exceeded`` when only our deployment limits are; None when
+        anything else failed too (then it is a 503)."""
+        if self.other - self.limited.keys():
             return None
+        if not self.limited:
+            return "rate_limit_exceeded" if self.ours else None
         if all(code == "insufficient_quota" for code in self.limited.values()):
             return "upstream_insufficient_quota"
         return "upstream_rate_limited"

@@ -161,6 +161,11 @@ def test_keys_cli(admin: tuple[GatewayProcess, httpx.Client]) -> None:
     assert run_cli("keys", "revoke", key_id, "--url", gw.url, env=env).returncode == 0
     assert chat(gw, secret) == 401
     assert run_cli("keys", "revoke", "key_missing", "--url", gw.url, env=env).returncode == 1
+    limited = run_cli("keys", "create", "--name", "limited", "--rpm", "1", "--budget", "5", "--period", "daily", "--url", gw.url, env=env)
+    assert limited.returncode == 0, limited.stderr
+    assert chat(gw, limited.stdout.strip()) == 403  # a budgeted key may not use the unpriced mock model
+    shown = httpx.get(gw.url + "/admin/keys", headers=AUTH).json()["data"][-1]
+    assert (shown["rpm"], shown["budget_usd"], shown["budget_period"]) == (1, 5, "daily")
 
 
 def test_a_revoked_key_stays_revoked(admin: tuple[GatewayProcess, httpx.Client]) -> None:

@@ -203,8 +203,15 @@ def semantic_problems(config: Config) -> list[Problem]:
                 )
             if dep.weight == 0:
                 problems.append(Problem(f"{dpath}.weight", "weight 0 disables this deployment (the default is 1)", "warning"))
-            if dep.rpm is not None or dep.tpm is not None:
-                problems.append(Problem(dpath, "rpm/tpm limits are not enforced by this version yet", "warning"))
+            if (dep.rpm is not None or dep.tpm is not None) and config.state.redis is None and config.server.workers > 1:
+                problems.append(
+                    Problem(
+                        dpath,
+                        f"without state.redis, rpm/tpm are counted per worker process: with {config.server.workers} workers "
+                        f"up to {config.server.workers}x the limit can pass (set state.redis for one exact count)",
+                        "warning",
+                    )
+                )
         if deployments and all(d.weight == 0 for d in deployments):
             problems.append(Problem(f"models.{model}", "no enabled deployment (every weight is 0): every request will get 503", "warning"))
     for model, targets in config.fallbacks.items():

@@ -11,12 +11,13 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from faregate import limits
+from faregate import costs, limits, ratelimit
 from faregate.credentials.keyring import Snapshot
 from faregate.credentials.virtual import VirtualKey
 from faregate.errors import FaregateError, KeyStoreUnavailable, PermissionDenied
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
+from faregate.ratelimit import Limit
 from faregate.server import validate
 from faregate.server.auth import authenticate
 from faregate.server.http import Headers, Receive, Scope, Send, read_body, send_bytes, send_error
@@ -27,7 +28,7 @@ STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering
 
 
 def reply_headers(ex: Exchange) -> Headers:
-    headers: Headers = [(b"x-faregate-request-id", ex.request_id.encode())]
+    headers: Headers = [(b"x-faregate-request-id", ex.request_id.encode()), *ex.ratelimit_headers]
     if ex.generation is not None:
         headers.append((b"x-faregate-generation", ex.generation.id.encode()))
     dep = ex.deployment
@@ -62,6 +63,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                     ex.key_id, ex.team_id = principal.id, principal.team_id
                     if not principal.allows(ex.model):
                         raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
+                    await _rate_limit(gw, principal, ex, payload)
                     reservation = await _admit(gw, principal, snap, ex.model, payload)
                 answer = await gw.pipeline.run(snap, ex, payload)
             except FaregateError as err:
@@ -78,9 +80,45 @@ def proxy(endpoint: Endpoint) -> Handler:
             if reservation is not None and gw.engine is not None:  # settled in the background: a cancelled request still settles
                 answered = 200 <= ex.status < 300 or ex.ttfb is not None  # a stream cut or abandoned midway used tokens
                 gw.spawn(limits.settle(gw.engine, reservation, ex.cost, answered))
+            if ex.tickets:
+                _release(gw, ex)
             gw.finish(ex, time.perf_counter())
 
     return handle
+
+
+def key_limits(key: VirtualKey) -> tuple[Limit, ...]:
+    """The rate limits a virtual key's requests count against: its own, and its team's."""
+    limits: tuple[Limit, ...] = ()
+    if key.rpm is not None or key.tpm is not None or key.max_parallel is not None:
+        limits = (Limit("key:" + key.id, key.rpm, key.tpm, key.max_parallel),)
+    if key.team_id is not None and (key.team_rpm is not None or key.team_tpm is not None or key.team_max_parallel is not None):
+        limits += (Limit("team:" + key.team_id, key.team_rpm, key.team_tpm, key.team_max_parallel),)
+    return limits
+
+
+async def _rate_limit(gw: Gateway, key: VirtualKey, ex: Exchange, payload: dict[str, Any]) -> None:
+    """Admit the request against its key's and team's limits (all or nothing), or raise Refused
+    (429 rate_limit_exceeded with Retry-After and x-ratelimit-* headers)."""
+    limits = key_limits(key)
+    if not limits:
+        return
+    ex.tokens = costs.estimate_tokens(payload)
+    ticket = await gw.limiter.acquire(limits, ex.tokens)
+    ex.tickets.append(ticket)
+    ex.ratelimit_headers = ratelimit.headers(ticket.window)
+
+
+def _release(gw: Gateway, ex: Exchange) -> None:
+    """Free parallel slots and replace token estimates by the real usage: a request that was not
+    answered used no tokens, nor did a deployment that failed before another one answered."""
+    answered = 200 <= ex.status < 300 or ex.ttfb is not None
+    used = ex.usage.prompt_tokens + ex.usage.completion_tokens if ex.usage is not None else None
+    served = "deployment:" + ex.deployment.label if ex.deployment is not None else ""
+    for ticket in ex.tickets:
+        scope = ticket.limits[0].scope if ticket.limits else ""
+        tokens = (used if answered else 0) if not scope.startswith("deployment:") or scope == served else 0
+        gw.spawn(gw.limiter.release(ticket, tokens))
 
 
 async def _admit(gw: Gateway, key: VirtualKey, snap: Snapshot, model: str, payload: dict[str, Any]) -> limits.Reservation | None:
