@@ -59,6 +59,7 @@ def test_create_use_and_never_read_again(admin: tuple[GatewayProcess, httpx.Clie
     with pytest.raises(openai.PermissionDeniedError) as denied:
         sdk(gw, secret).chat.completions.create(model="chat-large", messages=[{"role": "user", "content": "hi"}])
     assert isinstance(denied.value.body, dict) and denied.value.body["code"] == "model_not_allowed"
+    assert [m.id for m in sdk(gw, secret).models.list()] == ["chat-small"]  # only what the key may use
     listed = http.get("/admin/keys").text + http.get(f"/admin/keys/{body['id']}").text
     assert secret not in listed and "key_hash" not in listed
     with pytest.raises(openai.AuthenticationError):

@@ -162,12 +162,13 @@ async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send) -> 
 async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     snap = gw.keyring.current
     try:
-        await authenticate(gw, snap, scope)
+        principal = await authenticate(gw, snap, scope)
     except FaregateError as err:
         await send_error(send, err)
         return
     created = int(snap.generation.loaded_at)
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "faregate"} for name in sorted(snap.generation.models)]
+    names = sorted(name for name in snap.generation.models if principal is None or principal.allows(name))  # only what the key may use
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "faregate"} for name in names]
     await send_bytes(
         send,
         200,
