@@ -1,0 +1,96 @@
+"""The shipped price table (``faregate/prices.json``): every entry sane, every provider present, config wins."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import orjson
+import pytest
+
+from faregate.config.prices import price_table, shipped_prices
+from faregate.config.schema import PriceConfig
+from faregate.types import Price
+
+# Upstream model-name prefixes of each provider the shipped table covers.
+PROVIDER_PREFIXES: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-", "o", "text-embedding-"),
+    "anthropic": ("claude-",),
+    "google": ("gemini-",),
+    "mistral": ("mistral-", "codestral-", "ministral-", "magistral-"),
+    "deepseek": ("deepseek-",),
+}
+
+
+def is_embedding(name: str) -> bool:
+    return "embed" in name
+
+
+def test_every_raw_entry_has_only_known_fields() -> None:
+    raw = orjson.loads(resources.files("faregate").joinpath("prices.json").read_bytes())
+    assert isinstance(raw["_comment"], str)
+    assert set(raw["_sources"]) == set(PROVIDER_PREFIXES)
+    models = {name: value for name, value in raw.items() if not name.startswith("_")}
+    assert models
+    for name, value in models.items():
+        assert {"input", "output"} <= set(value) <= {"input", "output", "cached_input"}, name
+        assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()), name
+
+
+def test_every_entry_parses_to_a_price() -> None:
+    prices = shipped_prices()
+    assert prices
+    assert all(isinstance(price, Price) for price in prices.values())
+    assert not any(name.startswith("_") for name in prices)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_prices()))
+def test_rates_are_finite_and_not_negative(name: str) -> None:
+    price = shipped_prices()[name]
+    rates = [price.input, price.output] + ([price.cached_input] if price.cached_input is not None else [])
+    assert all(math.isfinite(rate) and rate >= 0 for rate in rates), price
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in shipped_prices().items() if p.cached_input is not None))
+def test_cached_input_is_no_dearer_than_input(name: str) -> None:
+    price = shipped_prices()[name]
+    assert price.cached_input is not None
+    assert price.cached_input <= price.input
+
+
+@pytest.mark.parametrize("name", sorted(n for n in shipped_prices() if not is_embedding(n)))
+def test_chat_output_costs_at_least_input(name: str) -> None:
+    price = shipped_prices()[name]
+    assert price.output >= price.input > 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n in shipped_prices() if is_embedding(n)))
+def test_embeddings_have_no_output_price(name: str) -> None:
+    price = shipped_prices()[name]
+    assert price.output == 0.0
+    assert price.input > 0
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDER_PREFIXES))
+def test_each_provider_has_a_chat_model(provider: str) -> None:
+    names = [n for n in shipped_prices() if n.startswith(PROVIDER_PREFIXES[provider]) and not is_embedding(n)]
+    assert names, f"no {provider} chat model in the shipped price table"
+
+
+def test_every_entry_belongs_to_a_known_provider() -> None:
+    prefixes = tuple(p for group in PROVIDER_PREFIXES.values() for p in group)
+    assert [n for n in shipped_prices() if not n.startswith(prefixes)] == []
+
+
+def test_config_override_wins_over_the_shipped_entry() -> None:
+    shipped = shipped_prices()["gpt-4o"]
+    override = PriceConfig(input=shipped.input + 1.0, output=shipped.output + 2.0, cached_input=None)
+    table = price_table({"gpt-4o": override, "my-finetune": PriceConfig(input=1.0, output=3.0, cached_input=0.5)})
+    assert table["gpt-4o"] == Price(input=shipped.input + 1.0, output=shipped.output + 2.0, cached_input=None)
+    assert table["my-finetune"] == Price(input=1.0, output=3.0, cached_input=0.5)
+    assert table["claude-sonnet-4-5"] == shipped_prices()["claude-sonnet-4-5"]  # the rest is untouched
+    assert shipped_prices()["gpt-4o"] == shipped  # the shipped table itself is not modified
+
+
+def test_no_overrides_is_the_shipped_table() -> None:
+    assert price_table({}) == dict(shipped_prices())
