@@ -27,11 +27,14 @@ import httpx
 import uvicorn
 
 from bench.procs import free_port
+from faregate.spendlog import FLUSH_SECONDS
 
 CONFIG = """
 server:
   master_key: ${{FAREGATE_MASTER_KEY}}
   log_requests: {log}
+state:
+  database: sqlite:///{state}/state.db
 providers:
   up:
     type: openai
@@ -108,7 +111,8 @@ def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEv
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "faregate.yaml"
-        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower()))
+        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp))
+        asyncio.run(_migrate(f"sqlite:///{tmp}/state.db"))  # as `faregate serve` does: the spend log has its table
         port = free_port()
         gateway = Gateway(path)
         gateway.access_log = logs.AccessLog(open(os.devnull, "wb"))  # noqa: SIM115 - lines are produced, not kept
@@ -146,12 +150,23 @@ def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEv
             thread.join(10)
 
 
+async def _migrate(database: str) -> None:
+    from faregate.store.db import make_engine, upgrade
+
+    engine = make_engine(database)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def count_calls(upstream: str, requests: int = 200, *, stream: bool = False, log: bool = False) -> Count:
     body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
     with served(upstream, log=log) as (url, loop, _), httpx.Client(base_url=url, headers=headers, timeout=30) as http:
         for _ in range(20):  # warm up: connections open, caches filled, lazy imports done
             assert http.post("/v1/chat/completions", json=body).status_code == 200
+        time.sleep(2 * FLUSH_SECONDS)  # ...and the spend log's first batch written (its INSERT compiled once)
         counter = _Counter()
         installed = threading.Event()
 

@@ -95,6 +95,8 @@ def measure(t: Target, s: Settings, pg: ProcGroup, tmp: Path, mock: Proc, mock_s
             if not ok:
                 raise TargetFailed(f"not ready: {why}\n--- log tail ---\n{proc.log_tail()}")
         res["startup_s"] = round(startup, 3)
+        if t.after_start is not None:
+            t.after_start(t)
         _check_replies(t)
         res["checks"] = "ok"
         _run_load(t, s, proc, tmp, res)

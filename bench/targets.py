@@ -1,8 +1,8 @@
 """What gets measured: one ``Target`` per system under test, and their config files.
 
-Adding a target (e.g. a "faregate-embedded" variant with virtual keys, a SQLite
-spend log and metrics) is one more entry in ``build_targets`` plus, if needed,
-one more branch in ``faregate_config``.
+Adding a target is one more entry in ``build_targets`` plus, if needed, one more
+branch in ``faregate_config`` (as "faregate-embedded": virtual key, SQLite spend
+log, access log and metrics).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import mock
+from bench import httpcheck, mock
 from bench.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +42,7 @@ class Target:
     workers: int = 1
     startup_timeout: float = 30.0
     prepare: Callable[[], None] | None = None  # e.g. build a venv; may raise
+    after_start: Callable[[Target], None] | None = None  # once it answers: e.g. create a virtual key, swap headers
 
 
 def base_env() -> dict[str, str]:
@@ -71,7 +72,7 @@ DIRECT_PATHS = {k: f"/{k}/v1/chat/completions" for k in KINDS}
 GATEWAY_PATHS = {k: "/v1/chat/completions" for k in KINDS}
 
 
-def faregate_config(variant: str, port: int, mock_port: int) -> str:
+def faregate_config(variant: str, port: int, mock_port: int, state_dir: Path | None = None) -> str:
     """faregate YAML config for ``variant``; secrets come from the environment."""
     base = f"http://127.0.0.1:{mock_port}"
     cred = '[{id: bench, key: "${BENCH_UPSTREAM_KEY}"}]'
@@ -87,16 +88,26 @@ def faregate_config(variant: str, port: int, mock_port: int) -> str:
         "prices:\n"
         "  gpt-4o-mini: {input: 0.15, output: 0.6}\n"
     )
-    if variant == "basic":
+    if state_dir is not None:  # the run's own state (keys, spend log), deleted with it; never the repository's .faregate/
+        text += f"state:\n  database: sqlite:///{state_dir}/state.db\n"
+    if variant in ("basic", "embedded"):  # embedded: the same config, requests made with a virtual key (after_start)
         return text
-    # "embedded" (virtual keys + SQLite spend log + metrics) goes here once faregate has it.
     raise ValueError(f"unknown faregate config variant {variant!r}")
+
+
+def use_virtual_key(t: Target) -> None:
+    """Create a virtual key through the admin API (master key) and send every request with it."""
+    status, body = httpcheck.post(t.port, "/admin/keys", b'{"name": "bench"}', _headers(MASTER_KEY))
+    if status != 201:
+        raise RuntimeError(f"cannot create a virtual key: {status} {body[:300]!r}")
+    t.headers = _headers(str(orjson.loads(body)["key"]))
 
 
 def faregate_target(name: str, tmp: Path, mock_port: int, workers: int, variant: str) -> Target:
     port = free_port()
     conf = tmp / f"{name}.yaml"
-    conf.write_text(faregate_config(variant, port, mock_port))
+    state = tmp / f"{name}-state"
+    conf.write_text(faregate_config(variant, port, mock_port, state))
     exe = Path(sys.executable).parent / "faregate"
     env = base_env() | {
         "FAREGATE_MASTER_KEY": MASTER_KEY,
@@ -121,6 +132,7 @@ def faregate_target(name: str, tmp: Path, mock_port: int, workers: int, variant:
         cmd=[*cmd, "--workers", str(workers)],
         env=env,
         workers=workers,
+        after_start=use_virtual_key if variant == "embedded" else None,
     )
 
 
@@ -222,6 +234,7 @@ def build_targets(tmp: Path, mock_port: int, nginx: str, compare: bool) -> list[
         proxy,
         faregate_target("faregate-1w", tmp, mock_port, 1, "basic"),
         faregate_target("faregate-2w", tmp, mock_port, 2, "basic"),
+        faregate_target("faregate-embedded", tmp, mock_port, 1, "embedded"),
     ]
     if compare:
         targets.append(litellm_target(tmp, mock_port))

@@ -28,6 +28,7 @@ from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
 from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from faregate.spendlog import SpendLog, outbox_directory
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
 from faregate.store.db import make_engine
 from faregate.store.redis_bus import RedisBus
@@ -73,6 +74,7 @@ class Gateway:
         self.metrics = Metrics()
         self.metrics_dir = metrics_dir
         self.access_log = logs.AccessLog()
+        self.spend = SpendLog(outbox_directory(generation.state), self.metrics)
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
         self.pid = os.getpid()
@@ -88,6 +90,7 @@ class Gateway:
             self.spawn(task)
         self.control.install_signal_handler()
         self.spawn(self._flush_logs())
+        self.spawn(self.spend.run(self.engine))
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
 
@@ -100,6 +103,7 @@ class Gateway:
             self.keys.invalidate(event.key_hash)
 
     async def stop(self) -> None:
+        await self.spend.close()  # the last spend rows: database, else the outbox (before the engine goes)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -142,6 +146,7 @@ class Gateway:
             m.inc("faregate_cost_usd_total", (model,), ex.cost)
         for label, kind in ex.failures:
             m.inc("faregate_upstream_errors_total", (label, kind))
+        self.spend.record(spend_row(ex, elapsed))
         if self.keyring.current.generation.server.log_requests:
             self.access_log.record(
                 {
@@ -170,7 +175,11 @@ class Gateway:
     def _gauges(self) -> dict[str, dict[Labels, float]]:
         now = time.time()
         cooling: dict[Labels, float] = {(label,): 1.0 for label, _, _ in self.health.cooling(now)}
-        return {"faregate_deployment_cooldown": cooling, "faregate_requests_in_flight": {(): float(self.metrics.in_flight)}}
+        return {
+            "faregate_deployment_cooldown": cooling,
+            "faregate_requests_in_flight": {(): float(self.metrics.in_flight)},
+            "faregate_spend_outbox_rows": {(): float(self.spend.outbox_rows)},
+        }
 
     def render_metrics(self) -> bytes:
         own = self.metrics.snapshot(self._gauges())
@@ -194,3 +203,36 @@ class Gateway:
                     write_snapshot(self.metrics_dir, self.metrics.snapshot(self._gauges()))
                 except OSError as exc:
                     log.warning(f"cannot write metrics snapshot: {exc}")
+
+
+def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:
+    """The spend log row of one proxied request, whoever made it: a virtual key, the master key
+    (key_id None) or a caller refused before auth succeeded (key_id None, status 401): one row per
+    request id. Cost: the priced cost when answered (None if unpriced or the usage is unknown, never
+    a silent 0); 0 when nothing was answered, as budgets settle it. No I/O, no clock reads but one."""
+    usage, dep = ex.usage, ex.deployment
+    answered = 200 <= ex.status < 300 or ex.ttfb is not None
+    return {
+        "request_id": ex.request_id,
+        "ts": time.time(),
+        "key_id": ex.key_id,
+        "team_id": ex.team_id,
+        "user_id": ex.user_id,
+        "endpoint": ex.endpoint,
+        "model": ex.model or None,
+        "deployment": dep.label if dep else None,
+        "provider": dep.provider.name if dep else None,
+        "upstream_model": dep.model if dep else None,
+        "credential": ex.credential.label if ex.credential else None,
+        "stream": ex.stream,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "cached_tokens": usage.cached_tokens if usage else None,
+        "cost_usd": ex.cost if answered else 0.0,
+        "latency_ms": elapsed * 1000,
+        "ttfb_ms": ex.ttfb * 1000 if ex.ttfb is not None else None,
+        "status": ex.status,
+        "error_code": ex.error_code,
+        "fallback_from": ex.fallback_from,
+        "attempts": ex.attempts,
+    }

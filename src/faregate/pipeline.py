@@ -61,6 +61,7 @@ class Exchange:
     cost: float | None = None
     key_id: str | None = None  # the virtual key that made the request (None: the master key)
     team_id: str | None = None  # that key's team
+    user_id: str | None = None  # that key's user
     failures: list[tuple[str, str]] = field(default_factory=list)  # (deployment label, error class)
     tokens: int | None = None  # the estimate charged against tpm limits (computed when one applies)
     tickets: list[Ticket] = field(default_factory=list)  # rate-limit admissions to release at the end

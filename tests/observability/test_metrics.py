@@ -24,7 +24,7 @@ def test_metrics_after_traffic(fake: FakeOpenAI, gateways: Callable[..., Gateway
         http.post("/v1/chat/completions", json={"model": "limited", "messages": [{"role": "user", "content": "Hi"}]})
         text = http.get("/metrics").text
     assert 'faregate_requests_total{model="m",deployment="up/a-model",status="200"} 2' in text
-    assert 'faregate_requests_total{model="limited",deployment="up/l",status="503"} 1' in text
+    assert 'faregate_requests_total{model="limited",deployment="up/l",status="429"} 1' in text
     assert 'faregate_time_to_first_token_seconds_count{model="m"} 1' in text
     assert 'faregate_request_duration_seconds_bucket{model="m",le="+Inf"} 2' in text
     assert 'faregate_upstream_errors_total{deployment="up/l",class="UpstreamRateLimited"} 1' in text

@@ -32,6 +32,7 @@ class ServerConfig(Strict):
 class StateConfig(Strict):
     database: str = "sqlite:///.faregate/state.db"
     redis: str | None = None
+    outbox_dir: str | None = None  # spend rows the database could not take; default: beside SQLite, else .faregate/outbox
 
 
 class CredentialConfig(Strict):

@@ -30,6 +30,12 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
     "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
     "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),
+    "faregate_spend_rows_total": (
+        "counter",
+        "Spend log rows by where they went: db, outbox (fsync'd, replayed later), replayed, rejected, dropped",
+        ("sink",),
+    ),
+    "faregate_spend_outbox_rows": ("gauge", "Spend rows in the workers' outbox files waiting for the database", ()),
 }
 
 Labels = tuple[str, ...]

@@ -8,7 +8,7 @@ from faregate.config import runtime
 from faregate.errors import MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import admin_api, admin_keys, admin_teams, openai_api, ops_api
+from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, openai_api, ops_api
 from faregate.server.http import Receive, Scope, Send, send_error
 from faregate.server.middleware import ErrorGuard
 from faregate.server.openai_api import Handler
@@ -29,6 +29,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/cache/purge": {"POST": admin_api.purge},
     "/admin/keys": {"GET": admin_keys.handle, "POST": admin_keys.handle},
     "/admin/teams": {"GET": admin_teams.handle, "POST": admin_teams.handle},
+    "/admin/spend": {"GET": admin_spend.aggregate},
+    "/admin/spend/logs": {"GET": admin_spend.logs},
 }
 PREFIXES: dict[str, Handler] = {"/admin/keys/": admin_keys.handle, "/admin/teams/": admin_teams.handle}  # /admin/keys/{id}[/rotate|/revoke]
 # the same routes without /v1, as OpenAI clients configured with a bare base URL send them

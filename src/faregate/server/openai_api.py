@@ -60,7 +60,7 @@ def proxy(endpoint: Endpoint) -> Handler:
                 payload = validate.parse(endpoint, body)
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
                 if principal is not None:
-                    ex.key_id, ex.team_id = principal.id, principal.team_id
+                    ex.key_id, ex.team_id, ex.user_id = principal.id, principal.team_id, principal.user_id
                     if not principal.allows(ex.model):
                         raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
                     await _rate_limit(gw, principal, ex, payload)

@@ -54,3 +54,38 @@ virtual_keys = Table(
 )
 Index("ix_virtual_keys_previous_hash", virtual_keys.c.previous_hash)
 Index("ix_virtual_keys_team_id", virtual_keys.c.team_id)
+
+# One row per proxied request, written in batches off the hot path (faregate.spendlog); never updated.
+# No foreign keys: the log is history and outlives deleted keys and teams. `day` is the UTC date of
+# `ts`, computed when the row is written so that grouping by day is the same on SQLite and PostgreSQL.
+spend_log = Table(
+    "spend_log",
+    metadata,
+    Column("request_id", String(40), primary_key=True),  # the x-faregate-request-id: replays are idempotent by it
+    Column("ts", Float, nullable=False),  # unix seconds when the request finished
+    Column("day", String(10), nullable=False),  # 'YYYY-MM-DD' (UTC)
+    Column("key_id", String(40), nullable=True),  # None: the master key, or a request refused before auth succeeded
+    Column("team_id", String(40), nullable=True),
+    Column("user_id", String(200), nullable=True),
+    Column("endpoint", String(20), nullable=False),
+    Column("model", String(200), nullable=True),  # the public model name asked for (None: refused before it was read)
+    Column("deployment", String(400), nullable=True),  # `<provider>/<upstream model>` that answered (or last tried)
+    Column("provider", String(200), nullable=True),
+    Column("upstream_model", String(200), nullable=True),
+    Column("credential", String(400), nullable=True),  # `<provider>/<id>:<fingerprint>`: never a secret
+    Column("stream", Boolean, nullable=False),
+    Column("prompt_tokens", Integer, nullable=True),  # None: usage unknown
+    Column("completion_tokens", Integer, nullable=True),
+    Column("cached_tokens", Integer, nullable=True),
+    Column("cost_usd", Float, nullable=True),  # None: unpriced or unknown usage (never a silent 0); 0: not answered
+    Column("latency_ms", Float, nullable=False),
+    Column("ttfb_ms", Float, nullable=True),
+    Column("status", Integer, nullable=False),  # 0: the request ended before any status was set (client gone, crash)
+    Column("error_code", String(64), nullable=True),
+    Column("fallback_from", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False),
+)
+Index("ix_spend_log_ts", spend_log.c.ts)
+Index("ix_spend_log_key_id_ts", spend_log.c.key_id, spend_log.c.ts)
+Index("ix_spend_log_team_id_ts", spend_log.c.team_id, spend_log.c.ts)
+Index("ix_spend_log_model_ts", spend_log.c.model, spend_log.c.ts)

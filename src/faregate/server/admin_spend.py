@@ -1,0 +1,164 @@
+"""`/admin/spend` (sums by key, team, model, day or deployment) and `/admin/spend/logs` (raw rows).
+
+Master key only. Query parameters are checked against an allowlist: an unknown or repeated one is
+refused by name, never ignored, because a silently ignored filter returns a plausible wrong total.
+Dates are UTC; ``start``/``end`` take ``YYYY-MM-DD`` (whole days, both included) or Unix seconds
+(``end`` included). The log is written in batches: a request shows up within about a second, and
+rows held in an outbox during a database outage show up when it is back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+
+from faregate.errors import FaregateError, InvalidRequest, KeyStoreUnavailable
+from faregate.gateway import Gateway
+from faregate.server.auth import authenticate_admin
+from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
+from faregate.store import spend as db
+
+JSON = b"application/json"
+MAX_GROUPS = 1000
+MAX_PAGE = 100
+FILTERS = ("start", "end", "key_id", "team_id", "model")
+AGGREGATE_PARAMS = frozenset({*FILTERS, "group_by", "limit"})
+LOG_PARAMS = frozenset({*FILTERS, "request_id", "limit", "offset"})
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+DAY = 86_400.0
+
+
+async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run() -> dict[str, Any]:
+        query = _query(scope, AGGREGATE_PARAMS)
+        group_by = _group_by(query.get("group_by", ""))
+        limit = _int(query, "limit", 100, 1, MAX_GROUPS)
+        filters = _filters(query)
+        assert gw.engine is not None
+        rows, more = await db.aggregate(gw.engine, group_by, filters, limit)
+        return {"object": "spend", "group_by": group_by, **_window(filters), "data": rows, "has_more": more}
+
+    await _answer(gw, scope, send, run)
+
+
+async def logs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    async def run() -> dict[str, Any]:
+        query = _query(scope, LOG_PARAMS)
+        limit = _int(query, "limit", 50, 1, MAX_PAGE)
+        offset = _int(query, "offset", 0, 0, 10_000_000)
+        filters = _filters(query)
+        assert gw.engine is not None
+        rows, more = await db.list_rows(gw.engine, filters, limit, offset)
+        return {"object": "list", "data": rows, "limit": limit, "offset": offset, "has_more": more}
+
+    await _answer(gw, scope, send, run)
+
+
+async def _answer(gw: Gateway, scope: Scope, send: Send, run: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    try:
+        authenticate_admin(gw.keyring.current, scope)
+        if gw.engine is None:
+            raise KeyStoreUnavailable("the state database is not started")
+        body = await run()
+    except SQLAlchemyError as exc:
+        await send_error(send, KeyStoreUnavailable(f"the state database failed ({exc.__class__.__name__}); retry shortly"))
+        return
+    except OSError as exc:
+        await send_error(send, KeyStoreUnavailable(f"the state database is unreachable ({exc.__class__.__name__}); retry shortly"))
+        return
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    await send_bytes(send, 200, orjson.dumps(body), JSON)
+
+
+def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    try:
+        parsed = parse_qs(raw, keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=20)
+    except ValueError:
+        raise InvalidRequest("the query string is malformed (at most 20 parameters, each name=value)") from None
+    for name, values in parsed.items():
+        if name not in allowed:
+            raise InvalidRequest(f"unknown query parameter '{name}'; this route takes: {', '.join(sorted(allowed))}", param=name)
+        if len(values) > 1:
+            raise InvalidRequest(f"'{name}' is given {len(values)} times; give it once (group_by takes a comma list)", param=name)
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _group_by(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",")] if value.strip() else []
+    for name in names:
+        if name not in db.GROUPS:
+            raise InvalidRequest(f"cannot group by '{name}'; group_by is a comma list of: {', '.join(db.GROUPS)}", param="group_by")
+    if len(set(names)) != len(names):
+        raise InvalidRequest("group_by names a field twice", param="group_by")
+    return names
+
+
+def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    if name not in query:
+        return default
+    try:
+        value = int(query[name])
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}", param=name) from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}", param=name)
+    return value
+
+
+def _when(query: dict[str, str], name: str) -> tuple[float, bool] | None:
+    """(Unix seconds, whether it was a whole date) for ``start``/``end``, or None when absent."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if DATE.fullmatch(value):
+        try:
+            day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise InvalidRequest(f"'{name}' is not a real date: {value!r}", param=name) from None
+        return day.timestamp(), True
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
+        raise InvalidRequest(f"'{name}' must be a date YYYY-MM-DD (UTC) or Unix seconds, not {value[:40]!r}", param=name)
+    return seconds, False
+
+
+def _text(query: dict[str, str], name: str) -> str | None:
+    value = query.get(name)
+    if value is not None and (not value or len(value) > 200):
+        raise InvalidRequest(f"'{name}' must be 1 to 200 characters", param=name)
+    return value
+
+
+def _filters(query: dict[str, str]) -> db.Filters:
+    start, end = _when(query, "start"), _when(query, "end")
+    since = start[0] if start else None
+    before = None
+    if end is not None:
+        before = end[0] + DAY if end[1] else math.nextafter(end[0], math.inf)  # `end` is included either way
+    if since is not None and before is not None and since >= before:
+        raise InvalidRequest("'start' must not be after 'end'", param="start")
+    return db.Filters(
+        since=since,
+        before=before,
+        key_id=_text(query, "key_id"),
+        team_id=_text(query, "team_id"),
+        model=_text(query, "model"),
+        request_id=_text(query, "request_id"),
+    )
+
+
+def _window(filters: db.Filters) -> dict[str, Any]:
+    return {"start": filters.since, "end_before": filters.before}
