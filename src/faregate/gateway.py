@@ -144,6 +144,8 @@ class Gateway:
             tokens[(model, "completion")] = tokens.get((model, "completion"), 0.0) + usage.completion_tokens
         if ex.cost:
             m.inc("faregate_cost_usd_total", (model,), ex.cost)
+        elif ex.cost is None and 200 <= ex.status < 300:  # answered, cost unknown: counted, never a silent $0
+            m.inc("faregate_unpriced_requests_total", (model,))
         for label, kind in ex.failures:
             m.inc("faregate_upstream_errors_total", (label, kind))
         self.spend.record(spend_row(ex, elapsed))

@@ -335,3 +335,13 @@ def test_cross_reference_and_secret_errors_are_reported_together(tmp: Path) -> N
     paths = [p.path for p in info.value.problems]
     assert "models.demo[0].provider" in paths
     assert "providers.openai-main.credentials[0].key" in paths
+
+
+def test_an_unpriced_deployment_is_flagged_and_a_price_clears_it(tmp: Path) -> None:
+    text = BASE.replace("model: gpt-4o-2024-08-06", "model: gpt-4o-private-finetune")
+    assert warnings_of(write(tmp, text)) == [
+        "warning: models.gpt-4o[0].model: 'gpt-4o-private-finetune' is unpriced: its requests are counted but their cost is "
+        "unknown (never $0), budgeted keys cannot use it and no fallback to or from it passes the price rule; add it to prices:"
+    ]
+    priced = text + "prices:\n  gpt-4o-private-finetune: {input: 3.75, output: 15.0}\n"
+    assert warnings_of(write(tmp, priced)) == []

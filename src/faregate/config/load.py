@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from faregate.config.prices import price_table
 from faregate.config.schema import PROVIDER_TYPES, Config
 from faregate.errors import ConfigError, Problem
 
@@ -166,6 +167,7 @@ def semantic_problems(config: Config) -> list[Problem]:
     """Cross-references and policy warnings that the schema alone cannot express."""
     problems: list[Problem] = []
     server = config.server
+    prices = price_table(config.prices)
     if server.auth == "key" and not server.master_key:
         problems.append(
             Problem(
@@ -203,6 +205,16 @@ def semantic_problems(config: Config) -> list[Problem]:
                 )
             if dep.weight == 0:
                 problems.append(Problem(f"{dpath}.weight", "weight 0 disables this deployment (the default is 1)", "warning"))
+            kind = config.providers[dep.provider].type if dep.provider in config.providers else None
+            if kind is not None and kind != "mock" and dep.model not in prices:
+                problems.append(
+                    Problem(
+                        f"{dpath}.model",
+                        f"'{dep.model}' is unpriced: its requests are counted but their cost is unknown (never $0), "
+                        "budgeted keys cannot use it and no fallback to or from it passes the price rule; add it to prices:",
+                        "warning",
+                    )
+                )
             if (dep.rpm is not None or dep.tpm is not None) and config.state.redis is None and config.server.workers > 1:
                 problems.append(
                     Problem(

@@ -28,6 +28,7 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "faregate_tokens_total": ("counter", "Tokens reported by upstreams", ("model", "kind")),
     "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model",)),
     "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
+    "faregate_unpriced_requests_total": ("counter", "Answered requests whose cost is unknown (unpriced model or no usage)", ("model",)),
     "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
     "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),
     "faregate_spend_rows_total": (
