@@ -89,22 +89,22 @@ def proxy(endpoint: Endpoint) -> Handler:
 
 def key_limits(key: VirtualKey) -> tuple[Limit, ...]:
     """The rate limits a virtual key's requests count against: its own, and its team's."""
-    limits: tuple[Limit, ...] = ()
+    scopes: tuple[Limit, ...] = ()
     if key.rpm is not None or key.tpm is not None or key.max_parallel is not None:
-        limits = (Limit("key:" + key.id, key.rpm, key.tpm, key.max_parallel),)
+        scopes = (Limit("key:" + key.id, key.rpm, key.tpm, key.max_parallel),)
     if key.team_id is not None and (key.team_rpm is not None or key.team_tpm is not None or key.team_max_parallel is not None):
-        limits += (Limit("team:" + key.team_id, key.team_rpm, key.team_tpm, key.team_max_parallel),)
-    return limits
+        scopes += (Limit("team:" + key.team_id, key.team_rpm, key.team_tpm, key.team_max_parallel),)
+    return scopes
 
 
 async def _rate_limit(gw: Gateway, key: VirtualKey, ex: Exchange, payload: dict[str, Any]) -> None:
     """Admit the request against its key's and team's limits (all or nothing), or raise Refused
     (429 rate_limit_exceeded with Retry-After and x-ratelimit-* headers)."""
-    limits = key_limits(key)
-    if not limits:
+    scopes = key_limits(key)
+    if not scopes:
         return
     ex.tokens = costs.estimate_tokens(payload)
-    ticket = await gw.limiter.acquire(limits, ex.tokens)
+    ticket = await gw.limiter.acquire(scopes, ex.tokens)
     ex.tickets.append(ticket)
     ex.ratelimit_headers = ratelimit.headers(ticket.window)
 
