@@ -115,18 +115,12 @@ def run_team_budget(gw: GatewayProcess) -> None:
         assert state["keys"] == 2
 
 
-def fresh_database(postgres: PostgresServer, name: str) -> str:
-    postgres.psql(f"DROP DATABASE IF EXISTS {name}")
-    postgres.psql(f"CREATE DATABASE {name}")
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
-
-
 def test_team_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProcess]) -> None:
     run_team_budget(gateways(budget_config(None), workers=2))
 
 
 def test_team_budget_across_two_workers_on_postgresql(postgres: PostgresServer, gateways: Callable[..., GatewayProcess]) -> None:
-    run_team_budget(gateways(budget_config(fresh_database(postgres, "team_budget")), workers=2))
+    run_team_budget(gateways(budget_config(postgres.url_of(postgres.new_database("team_budget"))), workers=2))
 
 
 def test_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProcess]) -> None:
@@ -134,7 +128,7 @@ def test_budget_across_two_workers_on_sqlite(gateways: Callable[..., GatewayProc
 
 
 def test_budget_across_two_workers_on_postgresql(postgres: PostgresServer, gateways: Callable[..., GatewayProcess]) -> None:
-    run_budget(gateways(budget_config(fresh_database(postgres, "key_budget")), workers=2))
+    run_budget(gateways(budget_config(postgres.url_of(postgres.new_database("key_budget"))), workers=2))
 
 
 def test_an_abandoned_stream_is_charged_not_free(gateways: Callable[..., GatewayProcess]) -> None:

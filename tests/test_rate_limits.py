@@ -17,7 +17,6 @@ import pytest
 from tests.support.postgres import PostgresServer
 from tests.support.procs import MASTER_KEY, GatewayProcess
 from tests.support.redis import RedisServer
-from tests.test_budgets import fresh_database
 
 Start = Callable[..., GatewayProcess]
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -129,7 +128,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def test_limits_are_exact_across_two_instances_sharing_redis(postgres: PostgresServer, redis_server: RedisServer, gateways: Start) -> None:
-    text = mock_config(state=f"\nstate:\n  database: {fresh_database(postgres, 'rate_limits')}\n  redis: {redis_server.url}")
+    text = mock_config(state=f"\nstate:\n  database: {postgres.url_of(postgres.new_database('rate_limits'))}\n  redis: {redis_server.url}")
     instances = [gateways(text, workers=2), gateways(text, workers=2)]
     limit = 30
     burst_key = new_key(instances[0], rpm=limit)["key"]
@@ -157,7 +156,7 @@ def test_limits_are_exact_across_two_instances_sharing_redis(postgres: PostgresS
 def test_a_key_revoked_on_one_instance_is_refused_by_every_worker_of_another(
     postgres: PostgresServer, redis_server: RedisServer, gateways: Start
 ) -> None:
-    text = mock_config(state=f"\nstate:\n  database: {fresh_database(postgres, 'revocation')}\n  redis: {redis_server.url}")
+    text = mock_config(state=f"\nstate:\n  database: {postgres.url_of(postgres.new_database('revocation'))}\n  redis: {redis_server.url}")
     a, b = gateways(text, workers=2), gateways(text, workers=2)
     created = new_key(a)
     for _ in range(20):  # every worker of B has the key cached as valid

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,13 +63,12 @@ def spend_ids(pg: PostgresServer, database: str) -> list[str]:
 
 
 def test_postgresql_outage_loses_no_spend_row(postgres: PostgresServer, gateways: Start, fake: FakeOpenAI, tmp_path: Path) -> None:
-    database = f"spend_{uuid.uuid4().hex[:10]}"  # the session's server is shared: a database of our own
-    postgres.psql(f"CREATE DATABASE {database}", database="postgres")
+    database = postgres.new_database("spend")  # the session's server is shared: a database of our own
     config = f"""
 server:
   master_key: ${{FAREGATE_MASTER_KEY}}
 state:
-  database: postgresql://faregate@127.0.0.1:{postgres.port}/{database}
+  database: {postgres.url_of(database)}
 providers:
   up:
     type: openai

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,7 @@ DAY1 = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 
 
 def fresh_postgres(pg: PostgresServer) -> str:
-    name = f"spend_{uuid.uuid4().hex[:10]}"
-    pg.psql(f"CREATE DATABASE {name}", database="postgres")
-    return f"postgresql://faregate@127.0.0.1:{pg.port}/{name}"
+    return pg.url_of(pg.new_database("spend"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{DATABASE}"
+        return self.url_of(DATABASE)
 
     @property
     def user(self) -> str:
@@ -163,6 +164,15 @@ class PostgresServer:
         if check and done.returncode != 0:
             raise RuntimeError(f"{' '.join(args[:1])} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
         return done
+
+    def url_of(self, database: str) -> str:
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str) -> str:
+        """A new empty database (its name: ``prefix`` + random): tests share the session's server."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.psql(f"CREATE DATABASE {name}", database="postgres")
+        return name
 
     def psql(self, sql: str, *, database: str = DATABASE, timeout: float = 15.0) -> str:
         """Run SQL through the server's own psql over TCP; the rows, unaligned, without headers."""
