@@ -1,4 +1,5 @@
-"""What the admin API accepts: JSON bodies, bounded pages, and one checker per settable field.
+"""What the admin API accepts and how it answers: JSON bodies, bounded pages, one checker per
+settable field, and the one boundary every database-backed admin route runs in (``answer``).
 
 Each checker returns the value to store or raises InvalidRequest naming the field and saying
 what it must be. Both `/admin/keys` and `/admin/teams` use them, so a field means the same thing
@@ -7,18 +8,40 @@ on both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from faregate.errors import InvalidRequest
-from faregate.server.http import Receive, Scope, read_body
+from faregate.errors import FaregateError, InvalidRequest, KeyStoreUnavailable
+from faregate.gateway import Gateway
+from faregate.server.auth import authenticate_admin
+from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
 
 MAX_PAGE = 100
 PERIODS = ("daily", "weekly", "monthly", "total")
 MAX_BODY = 64 * 1024
+Action = Callable[[AsyncEngine], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+async def answer(gw: Gateway, scope: Scope, send: Send, action: Action) -> None:
+    """Run one admin action: master key only, a started database, and a database failure answered
+    503 ``key_store_unavailable`` (never a traceback, never a 401); the action's (status, body) as JSON."""
+    try:
+        authenticate_admin(gw.keyring.current, scope)
+        if gw.engine is None:
+            raise KeyStoreUnavailable("the state database is not started")
+        status, body = await action(gw.engine)
+    except (SQLAlchemyError, OSError) as exc:
+        await send_error(send, KeyStoreUnavailable(f"the state database failed ({exc.__class__.__name__}); retry shortly"))
+        return
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    await send_bytes(send, status, orjson.dumps(body), b"application/json")
 
 
 async def body(scope: Scope, receive: Receive) -> dict[str, Any]:
@@ -118,6 +141,13 @@ def check_limit(name: str) -> Callable[[Any], Any]:
 
 
 Checkers = dict[str, Callable[[Any], Any]]
+BUDGET_AND_LIMITS: Checkers = {  # the same fields, meaning the same, on keys and on teams
+    "budget_usd": check_budget,
+    "budget_period": check_period,
+    "rpm": check_limit("rpm"),
+    "tpm": check_limit("tpm"),
+    "max_parallel": check_limit("max_parallel"),
+}
 
 
 def fields(given: dict[str, Any], settable: Checkers, refused: dict[str, str], *, required: tuple[str, ...] = ()) -> dict[str, Any]:

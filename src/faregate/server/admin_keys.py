@@ -12,31 +12,24 @@ import secrets
 import time
 from typing import Any
 
-import orjson
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from faregate.credentials.virtual import display_prefix, hash_key, new_secret
-from faregate.errors import FaregateError, InvalidRequest, KeyStoreUnavailable, RouteNotFound
+from faregate.errors import InvalidRequest, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.server import admin_input as inputs
-from faregate.server.auth import authenticate_admin
-from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
+from faregate.server.http import Receive, Scope, Send
 from faregate.store import keys as db
 from faregate.store import teams as teams_db
 from faregate.store.base import BusError, VirtualKeyChanged
 
-JSON = b"application/json"
 SETTABLE: inputs.Checkers = {
     "name": inputs.check_name,
     "models": inputs.check_models,
     "expires_at": inputs.check_expires_at,
     "metadata": inputs.check_metadata,
     "enabled": inputs.check_enabled,
-    "budget_usd": inputs.check_budget,
-    "budget_period": inputs.check_period,
-    "rpm": inputs.check_limit("rpm"),
-    "tpm": inputs.check_limit("tpm"),
-    "max_parallel": inputs.check_limit("max_parallel"),
+    **inputs.BUDGET_AND_LIMITS,
 }
 OWNER: inputs.Checkers = {"user_id": inputs.check_owner("user_id"), "team_id": inputs.check_owner("team_id")}
 COMPUTED = {
@@ -82,29 +75,12 @@ async def _announce(gw: Gateway, action: str, *hashes: str | None) -> None:
             await gw.control.bus.publish(VirtualKeyChanged(key_hash=key_hash, action=action, origin=gw.control.worker_id))  # type: ignore[arg-type]
 
 
-async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
-    await send_bytes(send, status, orjson.dumps(body), JSON)
-
-
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Every /admin/keys route; the path after /admin/keys picks the action."""
-    try:
-        authenticate_admin(gw.keyring.current, scope)
-        if gw.engine is None:
-            raise KeyStoreUnavailable("the key store is not started")
-        status, body = await _dispatch(gw, scope, receive)
-    except SQLAlchemyError as exc:
-        await send_error(send, KeyStoreUnavailable(f"the key store failed: {exc.__class__.__name__}"))
-        return
-    except FaregateError as err:
-        await send_error(send, err)
-        return
-    await _json(send, status, body)
+    await inputs.answer(gw, scope, send, lambda engine: _dispatch(gw, engine, scope, receive))
 
 
-async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-    engine = gw.engine
-    assert engine is not None
+async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
     parts = scope["path"].removeprefix("/admin/keys").strip("/").split("/") if scope["path"] != "/admin/keys" else []
     method = scope["method"]
     now = time.time()

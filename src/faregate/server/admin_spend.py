@@ -12,20 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from faregate.errors import FaregateError, InvalidRequest, KeyStoreUnavailable
+from faregate.errors import InvalidRequest
 from faregate.gateway import Gateway
-from faregate.server.auth import authenticate_admin
-from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
+from faregate.server import admin_input as inputs
+from faregate.server.http import Receive, Scope, Send
 from faregate.store import spend as db
 
-JSON = b"application/json"
 MAX_GROUPS = 1000
 MAX_PAGE = 100
 FILTERS = ("start", "end", "key_id", "team_id", "model")
@@ -36,47 +33,27 @@ DAY = 86_400.0
 
 
 async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    async def run() -> dict[str, Any]:
+    async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
         query = _query(scope, AGGREGATE_PARAMS)
         group_by = _group_by(query.get("group_by", ""))
         limit = _int(query, "limit", 100, 1, MAX_GROUPS)
         filters = _filters(query)
-        assert gw.engine is not None
-        rows, more = await db.aggregate(gw.engine, group_by, filters, limit)
-        return {"object": "spend", "group_by": group_by, **_window(filters), "data": rows, "has_more": more}
+        rows, more = await db.aggregate(engine, group_by, filters, limit)
+        return 200, {"object": "spend", "group_by": group_by, **_window(filters), "data": rows, "has_more": more}
 
-    await _answer(gw, scope, send, run)
+    await inputs.answer(gw, scope, send, run)
 
 
 async def logs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    async def run() -> dict[str, Any]:
+    async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
         query = _query(scope, LOG_PARAMS)
         limit = _int(query, "limit", 50, 1, MAX_PAGE)
         offset = _int(query, "offset", 0, 0, 10_000_000)
         filters = _filters(query)
-        assert gw.engine is not None
-        rows, more = await db.list_rows(gw.engine, filters, limit, offset)
-        return {"object": "list", "data": rows, "limit": limit, "offset": offset, "has_more": more}
+        rows, more = await db.list_rows(engine, filters, limit, offset)
+        return 200, {"object": "list", "data": rows, "limit": limit, "offset": offset, "has_more": more}
 
-    await _answer(gw, scope, send, run)
-
-
-async def _answer(gw: Gateway, scope: Scope, send: Send, run: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-    try:
-        authenticate_admin(gw.keyring.current, scope)
-        if gw.engine is None:
-            raise KeyStoreUnavailable("the state database is not started")
-        body = await run()
-    except SQLAlchemyError as exc:
-        await send_error(send, KeyStoreUnavailable(f"the state database failed ({exc.__class__.__name__}); retry shortly"))
-        return
-    except OSError as exc:
-        await send_error(send, KeyStoreUnavailable(f"the state database is unreachable ({exc.__class__.__name__}); retry shortly"))
-        return
-    except FaregateError as err:
-        await send_error(send, err)
-        return
-    await send_bytes(send, 200, orjson.dumps(body), JSON)
+    await inputs.answer(gw, scope, send, run)
 
 
 def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str]:

@@ -12,14 +12,12 @@ import secrets
 import time
 from typing import Any
 
-import orjson
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from faregate.errors import AlreadyExists, FaregateError, KeyStoreUnavailable, RouteNotFound
+from faregate.errors import AlreadyExists, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.server import admin_input as inputs
-from faregate.server.auth import authenticate_admin
-from faregate.server.http import Receive, Scope, Send, send_bytes, send_error
+from faregate.server.http import Receive, Scope, Send
 from faregate.store import teams as db
 from faregate.store.base import BusError, TeamChanged
 from faregate.store.keys import Conflict
@@ -28,11 +26,7 @@ SETTABLE: inputs.Checkers = {
     "name": inputs.check_name,
     "metadata": inputs.check_metadata,
     "enabled": inputs.check_enabled,
-    "budget_usd": inputs.check_budget,
-    "budget_period": inputs.check_period,
-    "rpm": inputs.check_limit("rpm"),
-    "tpm": inputs.check_limit("tpm"),
-    "max_parallel": inputs.check_limit("max_parallel"),
+    **inputs.BUDGET_AND_LIMITS,
 }
 COMPUTED = {
     name: "it is kept by faregate" for name in ("id", "keys", "spent_usd", "reserved_usd", "period_start", "created_at", "updated_at")
@@ -54,26 +48,17 @@ async def _announce(gw: Gateway, team_id: str, action: str) -> None:
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Every /admin/teams route; the path after /admin/teams picks the action."""
+    await inputs.answer(gw, scope, send, lambda engine: _dispatch(gw, engine, scope, receive))
+
+
+async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
     try:
-        authenticate_admin(gw.keyring.current, scope)
-        if gw.engine is None:
-            raise KeyStoreUnavailable("the key store is not started")
-        status, body = await _dispatch(gw, scope, receive)
-    except Conflict:
-        await send_error(send, AlreadyExists("a team with this name exists already; team names are unique", param="name"))
-        return
-    except SQLAlchemyError as exc:
-        await send_error(send, KeyStoreUnavailable(f"the key store failed: {exc.__class__.__name__}"))
-        return
-    except FaregateError as err:
-        await send_error(send, err)
-        return
-    await send_bytes(send, status, orjson.dumps(body), b"application/json")
+        return await _route(gw, engine, scope, receive)
+    except Conflict:  # creating or renaming
+        raise AlreadyExists("a team with this name exists already; team names are unique", param="name") from None
 
 
-async def _dispatch(gw: Gateway, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-    engine = gw.engine
-    assert engine is not None
+async def _route(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
     path, method, now = scope["path"], scope["method"], time.time()
     rest = path.removeprefix("/admin/teams").strip("/")
     if not rest and method == "POST":
