@@ -12,14 +12,31 @@ import sqlite3
 import time
 from pathlib import Path
 
-from faregate.store.base import Delivery, Event, WorkerInfo, decode_event, encode_event
+from faregate.store.base import BusError, Delivery, Event, WorkerInfo, decode_event, encode_event
 
 POLL_SECONDS = 0.2
+SETUP_SECONDS = 5.0
 KEEP_EVENTS_SECONDS = 300.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS control_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat REAL NOT NULL, body BLOB NOT NULL);
 """
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL and the tables. Workers starting together race to switch a new file to WAL, and SQLite
+    answers that race with "database is locked" at once, without waiting its busy timeout: retry."""
+    deadline = time.monotonic() + SETUP_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SqliteBus:
@@ -33,15 +50,21 @@ class SqliteBus:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(SCHEMA)
+            try:
+                _set_up(db)
+            except sqlite3.Error:
+                db.close()
+                raise
             self._db = db
         return self._db
 
     async def _run(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """One statement; any SQLite failure is a BusError, as the protocol says (callers degrade, not crash)."""
         async with self._lock:  # one statement at a time on this connection
-            return await asyncio.to_thread(lambda: self._connect().execute(sql, args).fetchall())
+            try:
+                return await asyncio.to_thread(lambda: self._connect().execute(sql, args).fetchall())
+            except sqlite3.Error as exc:
+                raise BusError(f"control bus file {self.path.name}: {exc}") from None
 
     async def start(self) -> None:
         rows = await self._run("SELECT COALESCE(MAX(seq), 0) FROM control_events")
