@@ -11,7 +11,9 @@ from tests.support.postgres import PostgresServer
 from tests.support.procs import GatewayProcess
 
 # Variables that would change how faregate resolves config; each test sets what it needs.
-_LEAKY_ENV = ("FAREGATE_CONFIG", "FAREGATE_METRICS_DIR", "FAREGATE_MASTER_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+_LEAKY_ENV = ("FAREGATE_CONFIG", "FAREGATE_METRICS_DIR", "FAREGATE_MASTER_KEY", "FAREGATE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+# A proxy set for the developer's shell would route the gateways' loopback upstreams through it.
+_LEAKY_ENV += ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 
 
 @pytest.fixture(autouse=True)

@@ -1,71 +1,22 @@
 """The upstream client against real loopback servers: keep-alive reuse, a stale pooled connection,
-chunked and close-delimited replies, early closes, redirects, timeouts."""
+chunked and close-delimited replies, early closes, redirects, timeouts, the reply size cap.
+(RFC 9112 cases: tests/test_http1_conformance.py; proxies: tests/test_upstream_proxy.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 
 import pytest
 
-from faregate.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout
+from faregate.errors import UpstreamConnectionError, UpstreamProtocolError, UpstreamReplyTooLarge, UpstreamTimeout
 from faregate.providers.base import UpstreamRequest
 from faregate.upstream import HEARTBEAT, Upstream
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
+from tests.support.raw_http import RawServer, read_request
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "Hi"}]}'
-
-
-class RawServer:
-    """A loopback TCP server whose replies are written byte by byte by the test (a fake upstream)."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.port = 0
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            await self.handler(reader, writer, self.connections)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    def __enter__(self) -> RawServer:
-        async def start() -> None:
-            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
-            self.ready.set()
-            async with server:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await server.serve_forever()
-
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(start()), daemon=True)
-        self.thread.start()
-        self.ready.wait(5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for task in asyncio.all_tasks(self.loop):
-            self.loop.call_soon_threadsafe(task.cancel)
-        self.thread.join(5)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
-    return head + await reader.readexactly(length)
+LIMIT = 32 * 1024 * 1024
 
 
 def request(url: str) -> UpstreamRequest:
@@ -88,7 +39,7 @@ def test_keep_alive_connections_are_reused(fake_upstream: FakeOpenAI) -> None:
         for _ in range(20):
             reply = await up.send(request(fake_upstream.url + "/chat/completions"), connect_timeout=2, timeout=5)
             assert reply.status == 200
-            assert b"chat.completion" in await reply.read()
+            assert b"chat.completion" in await reply.read(LIMIT)
         await up.close()
 
     run(go())
@@ -111,7 +62,7 @@ def test_a_pooled_connection_closed_by_the_server_is_retried_on_a_new_one() -> N
         bodies = []
         for _ in range(2):
             reply = await up.send(request(url), connect_timeout=2, timeout=5)
-            bodies.append(await reply.read())
+            bodies.append(await reply.read(LIMIT))
         await up.close()
         return bodies
 
@@ -166,7 +117,7 @@ def test_broken_replies_are_upstream_errors(reply: bytes, error: type[Exception]
         up = Upstream()
         try:
             reply = await up.send(request(url), connect_timeout=2, timeout=5)
-            await reply.read()
+            await reply.read(LIMIT)
         finally:
             await up.close()
 
@@ -203,3 +154,44 @@ def test_header_injection_is_refused() -> None:
 
     with pytest.raises(UpstreamConnectionError, match="line break"):
         run(go())
+
+
+def test_a_reply_over_the_cap_stops_being_read_at_the_cap() -> None:
+    """server.max_reply_bytes (issue 9 item 21): a declared length over the cap is refused before
+    reading; an undeclared (chunked) one is read only up to it and the connection dropped, so the
+    server cannot get its whole reply out: memory stays bounded by the cap, not by the reply."""
+    total = 128 * 1024 * 1024
+    written = {"bytes": 0}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        if n == 1:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2000000\r\n\r\n")
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        while written["bytes"] < total:
+            writer.write(chunk)
+            await writer.drain()  # raises once the client has dropped the connection
+            written["bytes"] += 0x10000
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def go(url: str) -> list[str]:
+        up = Upstream()
+        messages = []
+        for _ in range(2):
+            reply = await up.send(request(url), connect_timeout=2, timeout=5)
+            with pytest.raises(UpstreamReplyTooLarge) as caught:
+                await reply.read(1024 * 1024)
+            messages.append(caught.value.message)
+        await up.close()
+        return messages
+
+    with RawServer(handler) as server:
+        declared, passed = run(go(server.url))  # type: ignore[misc]
+    assert "declares 2000000 bytes, over the limit of 1048576 bytes (server.max_reply_bytes)" in declared
+    assert "passed 1048576 bytes" in passed
+    assert written["bytes"] < total // 2  # the socket buffers hold tens of MiB at most; the rest was never read
+    assert UpstreamReplyTooLarge.status == 502 and UpstreamReplyTooLarge.code == "upstream_reply_too_large"

@@ -9,9 +9,11 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Mapping
 
-from faregate.errors import UpstreamConnectionError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from faregate.http1 import Connection, ConnectionLost, Http1Error, Pool, request_head, split_url
+from faregate.config import runtime
+from faregate.errors import UpstreamConnectionError, UpstreamError, UpstreamProtocolError, UpstreamReplyTooLarge, UpstreamTimeout
+from faregate.http1 import Connection, ConnectionLost, Http1Error, Origin, Pool, request_head, split_url
 from faregate.providers.base import UpstreamRequest
+from faregate.proxies import Proxies
 
 HEARTBEAT = b""  # yielded by ``Reply.chunks`` when the upstream was silent for a heartbeat interval
 
@@ -48,20 +50,31 @@ class Reply:
         self.headers: Mapping[str, str] = conn.headers
         self.content_type = conn.headers.get("content-type", "application/json").encode("latin-1")
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int) -> bytes:
+        """The whole body. Past ``limit`` bytes (``server.max_reply_bytes``), or when the upstream
+        declares more, reading stops, the connection is dropped and UpstreamReplyTooLarge is raised:
+        at most ``limit`` plus one socket read (and the pause threshold) is ever buffered."""
         conn = self._conn
         parts: list[bytes] = []
+        size = 0
         try:
-            while not conn.complete:
+            declared = conn.headers.get("content-length")
+            if declared is not None and int(declared) > limit:
+                raise _too_large(conn, limit, f"declares {declared} bytes")
+            while True:
+                part = conn.take()
+                size += len(part)
+                if size > limit:
+                    raise _too_large(conn, limit, f"passed {limit} bytes")
+                parts.append(part)
+                if conn.complete:
+                    return b"".join(parts)
                 try:
                     await conn.wait(self._timeout)
                 except TimeoutError:
                     raise UpstreamTimeout(f"timed out reading the reply after {self._timeout:g}s of silence") from None
                 except (Http1Error, OSError) as exc:
                     raise _translate(exc, "while reading the reply") from exc
-                parts.append(conn.take())
-            parts.append(conn.take())
-            return b"".join(parts)
         finally:
             self._pool.release(conn)
 
@@ -97,11 +110,23 @@ class Reply:
         self._conn.close()
 
 
-class Upstream:
-    """One connection pool per worker process, used from the worker's event loop."""
+def _too_large(conn: Connection, limit: int, what: str) -> UpstreamReplyTooLarge:
+    conn.close()
+    return UpstreamReplyTooLarge(
+        f"the upstream reply {what}, over the limit of {limit} bytes (server.max_reply_bytes); raise it if such replies are expected"
+    )
 
-    def __init__(self) -> None:
-        self._pool = Pool()
+
+class Upstream:
+    """One connection pool per worker process, used from the worker's event loop. Proxies come
+    from the environment (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``) unless given; ``ssl_context``
+    is for tests that trust their own CA (the default verifies against the system's CAs)."""
+
+    def __init__(self, proxies: Proxies | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._proxies = proxies if proxies is not None else Proxies.from_env(runtime.proxy_env())
+        self._ssl_context = ssl_context
+        self._forwarding = self._proxies.http is not None  # plain-HTTP requests may change form (absolute target)
+        self._pool = Pool(self._proxies, ssl_context)
 
     async def start(self) -> None:
         return None
@@ -111,7 +136,7 @@ class Upstream:
 
     def retire(self) -> None:
         """A new generation is in: close idle connections; ones still in use close when released."""
-        old, self._pool = self._pool, Pool()
+        old, self._pool = self._pool, Pool(self._proxies, self._ssl_context)
         old.close()
 
     async def send(self, request: UpstreamRequest, *, connect_timeout: float, timeout: float) -> Reply:
@@ -121,21 +146,24 @@ class Upstream:
         (nothing came back) is sent once more on a new connection: the server never saw it."""
         try:
             origin, target = split_url(request.url)
-            head = request_head(request.method, target, origin, request.headers, len(request.body))
+            proxy = self._pool.proxy_for(origin) if self._forwarding and not origin.tls else None
+            head = request_head(request.method, target, origin, request.headers, len(request.body), proxy)
         except Http1Error as exc:
             raise UpstreamConnectionError(f"cannot send: {exc}") from exc
         for attempt in (1, 2):
             conn = self._pool.checkout(origin)
             if conn is None:
-                where = f"{origin.host}:{origin.port}"
                 try:
                     conn = await self._pool.connect(origin, connect_timeout)
                 except TimeoutError:
-                    raise UpstreamTimeout(f"timed out connecting to {where} after {connect_timeout:g}s") from None
+                    raise UpstreamTimeout(f"timed out connecting to {self._where(origin)} after {connect_timeout:g}s") from None
                 except ssl_errors() as exc:
-                    raise UpstreamConnectionError(f"cannot connect to {where} (TLS: {exc.__class__.__name__})") from exc
+                    raise UpstreamConnectionError(f"cannot connect to {self._where(origin)} (TLS: {exc.__class__.__name__})") from exc
                 except OSError as exc:
-                    raise UpstreamConnectionError(f"cannot connect to {where} ({exc.strerror or exc.__class__.__name__})") from exc
+                    reason = exc.strerror or exc.__class__.__name__
+                    raise UpstreamConnectionError(f"cannot connect to {self._where(origin)} ({reason})") from exc
+                except Http1Error as exc:
+                    raise UpstreamConnectionError(f"cannot connect to {self._where(origin)}: {exc}") from exc
             conn.send(head, request.body)
             try:
                 while not conn.headers_done:
@@ -153,11 +181,18 @@ class Upstream:
                 raise
             if 300 <= conn.status < 400:
                 conn.close()
-                raise UpstreamProtocolError(
-                    f"upstream answered {conn.status} redirect to {conn.headers.get('location', '?')!r}; redirects are not followed"
-                )
+                location = conn.headers.get("location")
+                if location is None:
+                    raise UpstreamProtocolError(f"upstream answered {conn.status}, which has no reply faregate can pass on")
+                raise UpstreamProtocolError(f"upstream answered {conn.status} redirect to {location!r}; redirects are not followed")
             return Reply(conn, self._pool, timeout)
         raise AssertionError("unreachable")
+
+    def _where(self, origin: Origin) -> str:
+        """The upstream, and the proxy it is reached through (by host and port: never credentials)."""
+        proxy = self._pool.proxy_for(origin)
+        where = f"{origin.host}:{origin.port}"
+        return where if proxy is None else f"{where} through proxy {proxy.shown}"
 
 
 async def paced(events: tuple[bytes, ...], delay: float) -> AsyncIterator[bytes]:

@@ -39,6 +39,20 @@ def current() -> Runtime:
     return Runtime(Path(path), Path(metrics) if metrics else None, os.environ.get(LOG_LEVEL_ENV, "info"), os.environ.get(INSTANCE_ENV))
 
 
+def proxy_env() -> dict[str, str]:
+    """``https_proxy``, ``http_proxy`` and ``no_proxy`` for the upstream client (``faregate.proxies``);
+    the lower-case variable wins when both spellings are set, as in curl and Python's urllib. The
+    values may carry proxy credentials: they go to ``faregate.proxies`` and nowhere else."""
+    found: dict[str, str] = {}
+    for name in ("https_proxy", "http_proxy", "no_proxy"):
+        value = os.environ.get(name)
+        if value is None:
+            value = os.environ.get(name.upper())
+        if value is not None:
+            found[name] = value
+    return found
+
+
 def master_key_from_env() -> str | None:
     """The key `faregate reload/verify` present to a running gateway."""
     return os.environ.get("FAREGATE_MASTER_KEY")
