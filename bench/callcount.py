@@ -1,9 +1,13 @@
 """Deterministic cost of the hot path: Python function calls per proxied request.
 
-Runs the real gateway (uvicorn + uvloop + the faregate app) in a thread of this process against a
-loopback upstream, sends requests with a real HTTP client from the main thread, and counts with
-``sys.setprofile`` every Python-level call made in the server thread while they are served. Unlike
-time, the count does not drift with machine load, so CI can assert it stays under a ceiling
+Runs the real gateway (uvicorn + uvloop + the faregate app) in a thread of this process between a
+loopback upstream and a client that move in lockstep (``bench.lockstep``: every request and every
+reply reaches the gateway in the same pieces on every run), and counts with ``sys.setprofile``
+every Python-level call the server thread makes on behalf of the requests: in the tasks the
+requests create and in the protocol callbacks that read their bytes. The gateway's background
+loops (log and spend flushes, metrics, the control plane), which run by the clock, are counted
+apart and not charged to requests. So the count depends neither on machine load nor on how the
+kernel happens to split bytes, and CI can assert it stays under a ceiling
 (tests/test_hot_path_budget.py). ``python -m bench.callcount`` prints the breakdown by package.
 """
 
@@ -23,9 +27,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx
 import uvicorn
 
+from bench.lockstep import LockstepUpstream, OneWrite, send, visible_events
 from bench.procs import free_port
 from faregate.spendlog import FLUSH_SECONDS
 
@@ -53,6 +57,8 @@ class Count:
     calls: int
     by_package: dict[str, int]
     by_function: dict[str, int]
+    events: int = 0  # SSE events the client received per stream (0: not a stream)
+    background: int = 0  # calls of the gateway's clock-driven loops meanwhile (not charged to requests)
 
     @property
     def per_request(self) -> float:
@@ -68,18 +74,73 @@ def _package(filename: str) -> str:
     return "stdlib" if "python3" in filename else Path(filename).name
 
 
+# Protocol callbacks: where the event loop hands a connection's bytes to Python, outside any task.
+PROTOCOL_CALLBACKS = frozenset(
+    {
+        "data_received",
+        "eof_received",
+        "connection_made",
+        "connection_lost",
+        "pause_writing",
+        "resume_writing",
+        "get_buffer",
+        "buffer_updated",
+    }
+)
+
+
 class _Counter:
-    def __init__(self) -> None:
+    """Counts calls made for requests: in tasks other than the background loops that existed when
+    it was installed (and the tasks those start), and in protocol callbacks. The rest (background
+    loops, timer callbacks of their sleeps) is counted in ``background`` only."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.background_tasks: set[asyncio.Task[Any]] = set()
+        self.base: FrameType | None = None  # the frame that runs the event loop: callbacks start just above it
         self.calls = 0
+        self.background = 0
         self.by_file: collections.Counter[str] = collections.Counter()
         self.by_function: collections.Counter[str] = collections.Counter()
 
+    def install(self) -> None:
+        """In the loop's thread, from a callback of the loop."""
+        self.base = sys._getframe(2)  # install <- the loop's callback <- the loop's runner
+        self.background_tasks = set(asyncio.all_tasks(self.loop))
+        self.loop.set_task_factory(self._task)
+        sys.setprofile(self)
+
+    def uninstall(self) -> None:
+        sys.setprofile(None)
+        self.loop.set_task_factory(None)
+
+    def _task(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        if asyncio.current_task(loop) in self.background_tasks:  # started by a background loop: background too
+            self.background_tasks.add(task)
+        return task
+
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
-        if event == "call":
-            self.calls += 1
-            code = frame.f_code
-            self.by_file[code.co_filename] += 1
-            self.by_function[f"{_package(code.co_filename)}:{Path(code.co_filename).stem}.{code.co_qualname}"] += 1
+        if event != "call" or frame.f_code is _TASK_FACTORY or (frame.f_back is not None and frame.f_back.f_code is _TASK_FACTORY):
+            return  # the counter's own task factory
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            root = frame
+            while root.f_back is not None and root.f_back is not self.base:
+                root = root.f_back
+            if root.f_code.co_name not in PROTOCOL_CALLBACKS:
+                self.background += 1
+                return
+        elif task in self.background_tasks:
+            self.background += 1
+            return
+        self.calls += 1
+        code = frame.f_code
+        self.by_file[code.co_filename] += 1
+        self.by_function[f"{_package(code.co_filename)}:{Path(code.co_filename).stem}.{code.co_qualname}"] += 1
+
+
+_TASK_FACTORY = _Counter._task.__code__
 
 
 @contextmanager
@@ -121,7 +182,7 @@ def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEv
             host="127.0.0.1",
             port=port,
             loop="uvloop",
-            http="httptools",
+            http="faregate.server.protocol:GuardedProtocol",  # as `faregate serve` runs: httptools with connection limits
             lifespan="on",
             access_log=False,
             log_config=None,
@@ -160,48 +221,66 @@ async def _migrate(database: str) -> None:
         await engine.dispose()
 
 
-def count_calls(upstream: str, requests: int = 200, *, stream: bool = False, log: bool = False) -> Count:
+def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5) -> Count:
+    """Calls per request through the lockstep upstream; a stream has ``chunks`` content events."""
     body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
-    with served(upstream, log=log) as (url, loop, _), httpx.Client(base_url=url, headers=headers, timeout=30) as http:
-        for _ in range(20):  # warm up: connections open, caches filled, lazy imports done
-            assert http.post("/v1/chat/completions", json=body).status_code == 200
-        time.sleep(2 * FLUSH_SECONDS)  # ...and the spend log's first batch written (its INSERT compiled once)
-        counter = _Counter()
-        installed = threading.Event()
+    upstream = LockstepUpstream()
+    upstream.chunks = chunks
+    try:
+        with served(upstream.url, log=log) as (url, loop, _):
+            host, _, port = url.removeprefix("http://").partition(":")
+            conn = OneWrite(host, int(port), timeout=30)
+            for _ in range(20):  # warm up: connections open, caches filled, lazy imports done
+                assert send(conn, upstream, body, headers) == 200
+            time.sleep(2 * FLUSH_SECONDS)  # ...and the spend log's first batch written (its INSERT compiled once)
+            counter = _Counter(loop)
+            installed = threading.Event()
 
-        def install(profiler: Any) -> None:
-            sys.setprofile(profiler)
-            installed.set()
+            def switch(on: bool) -> None:
+                counter.install() if on else counter.uninstall()
+                installed.set()
 
-        loop.call_soon_threadsafe(install, counter)
-        installed.wait(5)
-        for _ in range(requests):
-            r = http.post("/v1/chat/completions", json=body)
-            assert r.status_code == 200, r.text
-        installed.clear()
-        loop.call_soon_threadsafe(install, None)
-        installed.wait(5)
+            loop.call_soon_threadsafe(switch, True)
+            installed.wait(5)
+            for _ in range(requests):
+                assert send(conn, upstream, body, headers) == 200
+            installed.clear()
+            loop.call_soon_threadsafe(switch, False)
+            installed.wait(5)
+            conn.close()
+    finally:
+        upstream.close()
     by_package: collections.Counter[str] = collections.Counter()
     for filename, n in counter.by_file.items():
         by_package[_package(filename)] += n
-    return Count(requests=requests, calls=counter.calls, by_package=dict(by_package), by_function=dict(counter.by_function))
+    return Count(
+        requests=requests,
+        calls=counter.calls,
+        by_package=dict(by_package),
+        by_function=dict(counter.by_function),
+        events=visible_events(body, chunks) if stream else 0,
+        background=counter.background,
+    )
 
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fakes.openai_upstream import FakeOpenAI
-
-    with FakeOpenAI() as fake:
-        for stream in (False, True):
-            result = count_calls(fake.url, stream=stream, log=True)
-            kind = "stream" if stream else "plain"
-            print(f"{kind}: {result.per_request:.0f} Python calls per request ({result.calls} over {result.requests})")
-            for pkg, n in sorted(result.by_package.items(), key=lambda kv: -kv[1]):
-                print(f"  {pkg:<24} {n / result.requests:8.1f}")
-            if "--functions" in sys.argv:
-                for fn, n in sorted(result.by_function.items(), key=lambda kv: -kv[1])[:40]:
-                    print(f"    {n / result.requests:6.1f}  {fn}")
+    for stream in (False, True):
+        result = count_calls(stream=stream, log=True)
+        kind = "stream" if stream else "plain"
+        print(
+            f"{kind}: {result.per_request:.0f} Python calls per request ({result.calls} over {result.requests}; background {result.background})"
+        )
+        if stream:
+            longer = count_calls(stream=True, log=True, chunks=15)
+            per_event = (longer.calls - result.calls) / result.requests / (longer.events - result.events)
+            print(f"  {per_event:.1f} per SSE event ({result.events} and {longer.events} events per stream)")
+        for pkg, n in sorted(result.by_package.items(), key=lambda kv: -kv[1]):
+            print(f"  {pkg:<24} {n / result.requests:8.1f}")
+        if "--functions" in sys.argv:
+            for fn, n in sorted(result.by_function.items(), key=lambda kv: -kv[1])[:40]:
+                print(f"    {n / result.requests:6.1f}  {fn}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ def estimate_tokens(payload: dict[str, Any]) -> int:
 
 
 def cost(usage: Usage | None, price: Price | None) -> float | None:
-    """None when the deployment is unpriced or the usage is unknown: never a silent $0."""
-    if usage is None or price is None:
+    """None when the deployment is unpriced or the usage is unknown (absent, or invalid: ``anomaly``):
+    never a silent $0, never negative."""
+    if usage is None or price is None or usage.anomaly is not None:
         return None
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     cached_rate = price.cached_input if price.cached_input is not None else price.input

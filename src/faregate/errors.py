@@ -7,13 +7,15 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── InvalidRequest             400     invalid_request_error / invalid_request | invalid_json | missing_field | invalid_type
     │   ├── BodyTooLarge               413     invalid_request_error / request_too_large
     │   ├── AuthenticationFailed       401     authentication_error / invalid_api_key
-    │   ├── PermissionDenied           403     permission_error / model_not_allowed | model_unpriced
+    │   ├── PermissionDenied           403     permission_error / model_not_allowed | model_unpriced | origin_not_allowed (CORS)
     │   ├── BudgetExceeded             429     budget_exceeded / budget_exceeded (ours, not the provider's quota)
     │   ├── RateLimitExceeded          429     rate_limit_exceeded / rate_limit_exceeded (ours: a key's, team's or deployment's rpm/tpm/parallel)
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
     │   ├── RouteNotFound              404     invalid_request_error / unknown_url | key_not_found | team_not_found
     │   ├── AlreadyExists              409     invalid_request_error / already_exists (a unique name is taken)
-    │   └── MethodNotAllowed           405     invalid_request_error / method_not_allowed
+    │   ├── MethodNotAllowed           405     invalid_request_error / method_not_allowed
+    │   ├── HeadersTooLarge            431     invalid_request_error / request_headers_too_large (server.max_header_bytes, max_headers)
+    │   └── RequestTimeout             408     invalid_request_error / request_timeout (server.header_timeout, body_timeout)
     ├── UpstreamError                  —       one attempt on one deployment failed (collected, rarely shown alone)
     │   ├── UpstreamRejected           4xx     the provider refused the request itself: passed through to the client
     │   ├── CredentialRejected         401/403 the provider refused our credential: try the next deployment
@@ -22,22 +24,28 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── UpstreamTimeout            —       connect, first byte or idle timeout
     │   ├── UpstreamConnectionError    —       refused, reset, DNS, TLS
     │   └── UpstreamProtocolError      —       a reply we cannot read (bad JSON, truncated body)
+    ├── UpstreamReplyTooLarge          502     upstream_error / upstream_reply_too_large (a reply over
+    │                                          server.max_reply_bytes; not retried elsewhere: see the class)
     ├── NoDeploymentAvailable          503     service_unavailable / no_deployment_available (names every deployment's reason)
     │   └── UpstreamLimited            429     upstream_error / upstream_rate_limited | upstream_insufficient_quota (every
     │                                          deployment tried was refused by its provider's limit or quota)
     ├── KeyStoreUnavailable            503     service_unavailable / key_store_unavailable (a dependency failed: never 401)
+    ├── TooManyConnections             503     service_unavailable / too_many_connections (server.max_connections, per worker)
     └── InternalError                  500     server_error / internal_error (a bug: logged with its traceback, never shown)
 
     ConfigError                        —       a config that cannot be used; carries every problem with its path
 
 Only ``upstream.py`` turns the HTTP client's exceptions into ``UpstreamError``s; provider
-adapters turn provider error *bodies* into them.
+adapters turn provider error *bodies* into them. Their texts may repeat what the upstream said
+(and so a key it echoed): the pipeline scrubs each one with ``UpstreamError.redact`` where an
+attempt's errors are caught, before the error is used anywhere (reasons, 503s, cooldowns, logs).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol, overload
 
 import orjson
 
@@ -140,6 +148,25 @@ class MethodNotAllowed(RequestError):
     code = "method_not_allowed"
 
 
+class HeadersTooLarge(RequestError):
+    status = 431
+    code = "request_headers_too_large"
+
+
+class RequestTimeout(RequestError):
+    status = 408
+    code = "request_timeout"
+
+
+class Scrub(Protocol):
+    """``Generation.scrub``: removes every secret of a generation from a text."""
+
+    @overload
+    def __call__(self, data: str, /) -> str: ...
+    @overload
+    def __call__(self, data: bytes, /) -> bytes: ...
+
+
 class UpstreamError(FaregateError):
     """One attempt failed. ``reason`` is the short operator-facing phrase used in 503 messages."""
 
@@ -153,6 +180,22 @@ class UpstreamError(FaregateError):
         self.reason = reason
         self.upstream_status = status
 
+    def redact(self, scrub: Scrub) -> None:
+        """Scrub every text of this error that may come from the upstream (its message, code, the
+        reason built from them) and only then cut the reason to ``REASON_CHARS`` (cutting first
+        could leave part of a secret). The pipeline calls this once, where an attempt's errors are
+        caught, before the error is used anywhere."""
+        reason = scrub(self.reason)
+        if len(reason) > REASON_CHARS:
+            reason = reason[: REASON_CHARS - 3] + "..."
+        self.reason = self.message = reason
+        self.args = (reason,)
+        if self.code is not None:
+            self.code = scrub(self.code)
+
+
+REASON_CHARS = 200  # an upstream's message in a reason: enough to tell what failed, short enough for a 503 naming several
+
 
 class UpstreamRejected(UpstreamError):
     """A provider 4xx about the request itself; the client gets the provider's status and message."""
@@ -161,6 +204,10 @@ class UpstreamRejected(UpstreamError):
         super().__init__(reason, status=status)
         self.body = body
         self.content_type = content_type
+
+    def redact(self, scrub: Scrub) -> None:
+        super().redact(scrub)
+        self.body = scrub(self.body)
 
 
 class CredentialRejected(UpstreamError):
@@ -187,6 +234,17 @@ class UpstreamConnectionError(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     pass
+
+
+class UpstreamReplyTooLarge(FaregateError):
+    """A reply longer than ``server.max_reply_bytes``: reading stopped there and the connection was
+    dropped. Not an ``UpstreamError``, so it is not retried on another deployment and does not cool
+    this one down: the upstream did its work (and billed it), and another deployment of the same
+    model would produce a reply as large for the same request."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_reply_too_large"
 
 
 class NoDeploymentAvailable(FaregateError):
@@ -217,6 +275,12 @@ class KeyStoreUnavailable(FaregateError):
     status = 503
     type = "service_unavailable"
     code = "key_store_unavailable"
+
+
+class TooManyConnections(FaregateError):
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_connections"
 
 
 class InternalError(FaregateError):

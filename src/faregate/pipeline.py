@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import difflib
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +32,7 @@ from faregate.errors import (
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
-from faregate.providers import LOCAL, SUPPORTED, mock, openai
+from faregate.providers import LOCAL, SUPPORTED, mock, openai, sse
 from faregate.ratelimit import Limit, Limiter, Refused, Ticket
 from faregate.routing import plan, targets
 from faregate.types import Endpoint, Usage
@@ -66,6 +67,8 @@ class Exchange:
     tokens: int | None = None  # the estimate charged against tpm limits (computed when one applies)
     tickets: list[Ticket] = field(default_factory=list)  # rate-limit admissions to release at the end
     ratelimit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* of the key's tightest limits
+    upstream_request_id: str | None = None  # the upstream's x-request-id of the last reply (scrubbed, printable ASCII)
+    processing_ms: str | None = None  # the upstream's openai-processing-ms of the last reply (digits only)
 
 
 @dataclass(slots=True)
@@ -192,27 +195,41 @@ class Pipeline:
             raise CredentialRejected(pool.unusable_reason(now))
         ex.deployment, ex.credential = dep, credential
         ex.attempts += 1
-        policy = snap.generation.policy
+        gen = snap.generation
+        policy = gen.policy
         try:
-            if provider.type in LOCAL:
-                return self._local(ex, dep, payload, policy)
-            injected = ex.stream and provider.stream_usage and ex.endpoint != "embeddings"
-            if injected:
-                payload, injected = openai.with_stream_usage(payload)
-            request = openai.build(ex.endpoint, dep, credential, payload)
-            reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
-            if reply.status >= 300:
-                body = await reply.read()
-                raise openai.classify_error(reply.status, reply.headers, body, reply.content_type, time.time())
-            if ex.stream:
+            try:
+                if provider.type in LOCAL:
+                    return self._local(ex, dep, payload, policy)
+                injected = ex.stream and provider.stream_usage and ex.endpoint != "embeddings"
+                if injected:
+                    payload, injected = openai.with_stream_usage(payload)
+                request = openai.build(ex.endpoint, dep, credential, payload)
+                reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
+                headers = reply.headers
+                upstream_id, ms = headers.get("x-request-id"), headers.get("openai-processing-ms")
+                # kept for the reply headers and the log line: printable ASCII, scrubbed like any upstream text; digits only
+                ex.upstream_request_id = (
+                    gen.scrub(upstream_id) if upstream_id is not None and _PRINTABLE_ID.fullmatch(upstream_id) else None
+                )
+                ex.processing_ms = ms if ms is not None and _MILLISECONDS.fullmatch(ms) else None
+                if reply.status >= 300:
+                    body = await reply.read(gen.server.max_reply_bytes)
+                    raise openai.classify_error(reply.status, headers, body, reply.content_type, time.time())
+                if ex.stream:
+                    if reply.content_type.startswith(b"application/json"):  # not a stream: an error object, or unreadable
+                        self._not_a_stream(reply.status, headers, await reply.read(gen.server.max_reply_bytes), reply.content_type)
+                    self.health.success(dep.label)
+                    heartbeat = gen.server.stream_heartbeat
+                    stripper = openai.UsageStripper() if injected else None
+                    return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, stripper))
+                body = await reply.read(gen.server.max_reply_bytes)
+                self._account(ex, dep, body, headers, reply.content_type)
                 self.health.success(dep.label)
-                heartbeat = snap.generation.server.stream_heartbeat
-                stripper = openai.UsageStripper() if injected else None
-                return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, stripper))
-            body = await reply.read()
-            self._account(ex, dep, body)
-            self.health.success(dep.label)
-            return Answer(reply.status, reply.content_type, body)
+                return Answer(reply.status, reply.content_type, body)
+            except UpstreamError as err:
+                err.redact(gen.scrub)  # THE boundary: no upstream text is used before this
+                raise
         except UpstreamRejected as err:
             self.health.success(dep.label)
             return _passthrough(snap.generation, dep, err)
@@ -245,49 +262,73 @@ class Pipeline:
         return Answer(reply.status, reply.content_type, reply.body)
 
     @staticmethod
-    def _account(ex: Exchange, dep: Deployment, body: bytes) -> None:
+    def _account(ex: Exchange, dep: Deployment, body: bytes, headers: Mapping[str, str] | None = None, content_type: bytes = b"") -> None:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamProtocolError("reply is not valid JSON") from exc
+        if type(data) is dict and "error" in data:
+            failure = openai.error_in_reply(data, headers or {}, body, content_type, time.time())
+            if failure is not None:
+                raise failure
         ex.usage = openai.usage_of(data)
         ex.cost = costs.cost(ex.usage, dep.price)
+
+    @staticmethod
+    def _not_a_stream(status: int, headers: Mapping[str, str], body: bytes, content_type: bytes) -> None:
+        """A stream request answered with one JSON body: an error object is the upstream error it
+        names; anything else cannot be relayed as a stream."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        failure = openai.error_in_reply(data, headers, body, content_type, time.time())
+        raise failure or UpstreamProtocolError(f"answered a stream request with {content_type.decode('latin-1')}, not text/event-stream")
 
     async def _relay(
         self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy, stripper: openai.UsageStripper | None = None
     ) -> AsyncIterator[bytes]:
-        """Pass upstream SSE bytes through as they arrive; end a cut stream with an explicit error
-        event. With a stripper (usage was requested for the client's sake), the usage-only event is
-        kept for pricing and removed from what the client sees."""
-        tail = b""
+        """Pass upstream SSE events through as they complete, byte for byte; end a cut or broken
+        stream with an explicit error event. An incomplete event is held back until its end arrives
+        (``sse.Splitter``, at most ``server.max_event_bytes``), so what was written always ends on an
+        event boundary: a heartbeat never lands inside an event, and a client never gets half of one.
+        With a stripper (usage was requested for the client's sake), the usage-only event is kept for
+        pricing and removed from what the client sees."""
+        gen = ex.generation
+        events = sse.Splitter(gen.server.max_event_bytes if gen is not None else sse.MAX_EVENT_BYTES)
+        watch = stripper if stripper is not None else openai.StreamEvents()
         try:
-            async for data in chunks:
-                if data is HEARTBEAT or not data:
-                    yield SSE_HEARTBEAT
-                    continue
-                if ex.ttfb is None:
-                    ex.ttfb = time.perf_counter() - ex.started
-                if stripper is not None:
-                    data = stripper.feed(data)
-                    if not data:
+            try:
+                async for data in chunks:
+                    if data is HEARTBEAT or not data:
+                        yield SSE_HEARTBEAT  # between events: nothing of an incomplete one has been written
                         continue
-                elif openai.has_usage(data):
-                    ex.usage = openai.stream_usage(data) or ex.usage
-                tail = data[-16:] if len(data) >= 16 else (tail + data)[-16:]
-                yield data
-            if stripper is not None:
-                ex.usage = stripper.usage or ex.usage
-                rest = stripper.flush()
-                if rest:
-                    tail = (tail + rest)[-16:]
-                    yield rest
+                    if ex.ttfb is None:
+                        ex.ttfb = time.perf_counter() - ex.started
+                    complete = events.feed(data)
+                    if complete:
+                        data = watch.feed(complete)
+                        if data:
+                            yield data
+                rest = events.close()
+                if rest:  # the last event lacks its empty line: it ends here all the same
+                    data = watch.feed([sse.terminated(rest)]) if rest.strip(b"\r\n") else rest
+                    if data:
+                        yield data
+            finally:
+                ex.usage = watch.usage or ex.usage
         except UpstreamError as err:
+            if ex.generation is not None:
+                err.redact(ex.generation.scrub)  # the same boundary as in _attempt, for what fails mid-stream
             ex.failures.append((dep.label, type(err).__name__))
-            yield _cut(ex, dep, tail, err.reason)
+            close = getattr(chunks, "aclose", None)
+            if close is not None:  # a broken event: stop reading now (the connection is not reused)
+                await close()
+            yield _cut(ex, dep, err.reason, err.code if err.code in _EVENT_CODES else "stream_interrupted")
             self.health.failure(dep.label, err, time.time(), policy)
             return
-        if b"[DONE]" not in tail:
-            yield _cut(ex, dep, tail, "upstream closed the stream before [DONE]")
+        if not watch.done:
+            yield _cut(ex, dep, "upstream closed the stream before [DONE]")
             return
         ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
 
@@ -331,15 +372,15 @@ class Outcomes:
         return "upstream_rate_limited"
 
 
-def _cut(ex: Exchange, dep: Deployment, tail: bytes, reason: str) -> bytes:
-    ex.error_code = "stream_interrupted"
+_EVENT_CODES = frozenset({"upstream_event_too_large", "upstream_malformed_event"})  # precise codes for a broken event
+
+
+def _cut(ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interrupted") -> bytes:
+    """The error event that ends a stream the upstream did not finish; what was written before it
+    ends on an event boundary (see ``_relay``)."""
+    ex.error_code, ex.status = code, 502
     message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
-    event = (
-        b"data: "
-        + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}})
-        + b"\n\n"
-    )
-    return event if tail.endswith(b"\n\n") or not tail else b"\n\n" + event
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}) + b"\n\n"
 
 
 def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected) -> Answer:
@@ -358,6 +399,10 @@ def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected) -> Ans
             {"error": {"message": f"{text}{suffix}", "type": "upstream_error", "param": None, "code": f"upstream_{err.upstream_status}"}}
         )
     return Answer(err.upstream_status or 400, b"application/json", gen.scrub(body))
+
+
+_PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,200}")
+_MILLISECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 
 
 def _unknown_model_message(name: str, gen: Generation) -> str:

@@ -55,3 +55,4 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    anomaly: str | None = None  # set when the upstream reported invalid counts (the counts are then 0): usage unknown

@@ -65,6 +65,7 @@ class FakeOpenAI:
     def __init__(self, reply_text: str = DEFAULT_REPLY) -> None:
         self.reply_text = reply_text
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._requests: list[Recorded] = []
         self._queue: deque[Behaviour] = deque()
         self._rules: dict[str, Behaviour] = {}
@@ -159,6 +160,11 @@ class FakeOpenAI:
         with self._lock:
             self._queue.extend(behaviours)
 
+    def wait_for_requests(self, n: int, timeout: float) -> bool:
+        """Until ``n`` requests have been recorded in all (False if ``timeout`` seconds pass first)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._requests) >= n, timeout)
+
     def count(self, model: str | None = None) -> int:
         with self._lock:
             return sum(1 for r in self._requests if model is None or r.model == model)
@@ -192,9 +198,12 @@ class FakeOpenAI:
         )
         with self._lock:
             self._requests.append(rec)
+            self._arrived.notify_all()
             behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "", Behaviour())
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)
+        if behaviour.early_hints or behaviour.release is not None:
+            await _interim(request, behaviour)
         if behaviour.is_error:
             return await self._send_error(request, rec, behaviour)
         if behaviour.bad_json:
@@ -246,15 +255,39 @@ class FakeOpenAI:
         headers = wire.response_headers(behaviour, "text/event-stream")
         resp = web.StreamResponse(status=200, headers=headers)
         await resp.prepare(request)
+        events = wire.stream_faults(events, behaviour)
         for index, event in enumerate(events):
             if behaviour.stream_drop_after is not None and index >= behaviour.stream_drop_after:
                 await _abort(request)
                 return resp
             if index and behaviour.chunk_delay > 0:
                 await asyncio.sleep(behaviour.chunk_delay)
+            if index == behaviour.pause_before_event:
+                await _paused(behaviour)
+            if index == behaviour.pause_in_event:  # half an event, then silence
+                await resp.write(event[: len(event) // 2])
+                await _paused(behaviour)
+                event = event[len(event) // 2 :]
             await resp.write(event)  # one write per event: each reaches the socket on its own
         await resp.write_eof()
         return resp
+
+
+async def _interim(request: web.Request, behaviour: Behaviour) -> None:
+    """Write ``early_hints`` interim 103 replies straight to the socket (aiohttp has no API for
+    them), then wait for ``release`` if the test holds the reply back."""
+    transport = request.transport
+    if transport is not None:
+        for _ in range(behaviour.early_hints):
+            transport.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n")
+    if behaviour.release is not None:
+        await asyncio.get_running_loop().run_in_executor(None, behaviour.release.wait, 30)
+
+
+async def _paused(behaviour: Behaviour) -> None:
+    """Wait until the test sets ``behaviour.resume`` (30 s at most, so a failing test cannot hang)."""
+    assert behaviour.resume is not None, "a pause needs a resume event"
+    await asyncio.to_thread(behaviour.resume.wait, 30)
 
 
 async def _abort(request: web.Request) -> None:

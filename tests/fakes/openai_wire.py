@@ -9,6 +9,7 @@ import base64
 import hashlib
 import secrets
 import struct
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ DEFAULT_REPLY = "Hello from the fake upstream."
 FINGERPRINT = "fp_fake0000"
 API_KEY_PLACEHOLDER = "{api_key}"
 """Replaced, in error messages, by the received API key redacted OpenAI-style."""
+RAW_KEY_PLACEHOLDER = "{raw_api_key}"
+"""Replaced, in error messages, by the received API key as it is (a careless upstream echoing it)."""
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
 
@@ -38,8 +41,16 @@ class Behaviour:
     chunks: int = 5  # content chunks in a stream
     chunk_delay: float = 0.0  # seconds between stream events
     reply_text: str | None = None  # overrides FakeOpenAI.reply_text
-    usage: Mapping[str, int] | None = None  # overrides the estimated usage
+    usage: Mapping[str, Any] | None = None  # overrides the estimated usage (any JSON values: negative, huge, ...)
     bad_json: bool = False  # 200 with a body that is not valid JSON
+    early_hints: int = 0  # interim "103 Early Hints" replies written before the reply (any 1xx must be skipped)
+    release: threading.Event | None = None  # the reply (after its early hints) waits until the test sets this (30 s at most)
+    framing: str = "lf"  # stream: every SSE line ends in "lf", "crlf" (sse-starlette's default) or "cr"
+    pause_in_event: int | None = None  # stream: write half of this event, then wait for ``resume``
+    pause_before_event: int | None = None  # stream: wait for ``resume`` before writing this event
+    resume: threading.Event | None = None  # set by the test to end a pause (30 s at most)
+    malformed_event: bool = False  # stream: an event whose data is not JSON, just before [DONE]
+    endless_event: int = 0  # stream: after the first event, this many bytes of an event that never ends, then the rest
 
     @property
     def is_error(self) -> bool:
@@ -123,6 +134,23 @@ class _ErrorFactory:
             "error persists."
         )
         return error_behaviour(503, message, "server_error")
+
+    @staticmethod
+    def echo_key(status: int = 500, prefix: str = "") -> Behaviour:
+        """A careless upstream: an error whose message repeats the received key as it is, with no
+        type and no code (so the message is all there is to tell the failure by)."""
+        error = {
+            "message": f"{prefix}invalid credential {RAW_KEY_PLACEHOLDER} for this deployment",
+            "type": None,
+            "param": None,
+            "code": None,
+        }
+        return Behaviour(status=status, error=error)
+
+    @staticmethod
+    def error_in_200(type_: str | None = "server_error", code: str | None = None, message: str = "The server had an error") -> Behaviour:
+        """HTTP 200 whose body is an error object (no choices), as some proxies answer."""
+        return Behaviour(status=200, error={"message": message, "type": type_, "param": None, "code": code})
 
     @staticmethod
     def stall(seconds: float) -> Behaviour:
@@ -247,7 +275,7 @@ def default_usage(payload: Mapping[str, Any], text: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(payload: Mapping[str, Any], chat: bool, text: str, usage: dict[str, int]) -> dict[str, Any]:
+def completion(payload: Mapping[str, Any], chat: bool, text: str, usage: dict[str, Any]) -> dict[str, Any]:
     choice: dict[str, Any]
     if chat:
         message = {"role": "assistant", "content": text, "refusal": None}
@@ -290,11 +318,26 @@ def error_body(behaviour: Behaviour, api_key: str | None) -> tuple[bytes, str]:
         return behaviour.body, behaviour.headers.get("content-type", "text/html")
     error = dict(behaviour.error or generic_error(behaviour.status))
     if isinstance(error.get("message"), str):
-        error["message"] = error["message"].replace(API_KEY_PLACEHOLDER, redact_key(api_key))
+        error["message"] = error["message"].replace(API_KEY_PLACEHOLDER, redact_key(api_key)).replace(RAW_KEY_PLACEHOLDER, api_key or "")
     return orjson.dumps({"error": error}), "application/json"
 
 
-def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str, usage: Mapping[str, int]) -> list[bytes]:
+LINE_ENDS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
+
+
+def stream_faults(events: list[bytes], behaviour: Behaviour) -> list[bytes]:
+    """The events as a misbehaving upstream frames them: another line ending, a malformed event
+    before [DONE], an event without its empty line (JSON never holds a raw LF, so only framing changes)."""
+    events = list(events)
+    if behaviour.malformed_event:
+        events.insert(len(events) - 1, b'data: {"id": "chatcmpl-fake", "choices": [<html>\n\n')
+    if behaviour.endless_event:
+        events.insert(1, b'data: {"padding": "' + b"x" * behaviour.endless_event)
+    ending = LINE_ENDS[behaviour.framing]
+    return events if ending == b"\n" else [e.replace(b"\n", ending) for e in events]
+
+
+def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str, usage: Mapping[str, Any]) -> list[bytes]:
     """Every SSE event of a streamed (chat) completion, ``data: [DONE]`` included."""
     options = payload.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True

@@ -219,3 +219,26 @@ def test_urllib_sees_openai_error_body(fake: FakeOpenAI) -> None:
     with info.value as error:
         assert error.code == 500
         assert json.loads(error.read())["error"]["type"] == "server_error"
+
+
+def test_hostile_fault_modes(fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake.enqueue(errors.echo_key(502))
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert caught.value.status_code == 502 and "sk-test-abcd1234wxyz" in caught.value.message  # the raw key, echoed
+    assert isinstance(caught.value.body, dict) and caught.value.body["type"] is None and caught.value.body["code"] is None
+    fake.enqueue(errors.error_in_200("server_error"))
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.status_code == 200 and json.loads(raw.content)["error"]["type"] == "server_error"
+    fake.enqueue(Behaviour(usage={"prompt_tokens": -1_000_000_000, "completion_tokens": 1e300}))
+    usage = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).usage
+    assert usage is not None and usage.prompt_tokens == -1_000_000_000 and usage.completion_tokens == 1e300
+    assert raw.headers["x-request-id"].startswith("req_") and raw.headers["openai-processing-ms"] == "12"
+
+
+@pytest.mark.parametrize("framing", ["crlf", "cr"])
+def test_stream_framing_the_sdk_reads_directly(fake: FakeOpenAI, client: openai.OpenAI, framing: str) -> None:
+    """CRLF (sse-starlette's default) and CR framings are valid SSE: the SDK reads them unaided."""
+    fake.set_rule("gpt-4o-mini", Behaviour(framing=framing))
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello from the fake upstream."

@@ -1,12 +1,16 @@
-"""Sans-IO pieces that price streams: asking for usage, and hiding the usage event again."""
+"""Sans-IO pieces that read streams: asking for usage, observing it, hiding the usage event again,
+and refusing an event that is not JSON; with every SSE line ending and every split of the reads."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from faregate.providers.openai import UsageStripper, has_usage, with_stream_usage
+from faregate.errors import UpstreamProtocolError
+from faregate.providers.openai import StreamEvents, UsageStripper, with_stream_usage
+from faregate.providers.sse import Splitter
 from faregate.types import Usage
+from tests.support.sse import reference
 
 
 def event(data: dict[str, object]) -> bytes:
@@ -29,22 +33,66 @@ def test_with_stream_usage_keeps_what_the_client_asked() -> None:
     assert injected and other["stream_options"] == {"include_obfuscation": False, "include_usage": True}
 
 
-@pytest.mark.parametrize("size", [1, 3, 17, 64, len(STREAM)])
-def test_stripper_removes_only_the_usage_event_whatever_the_read_sizes(size: int) -> None:
-    stripper = UsageStripper()
-    out = b"".join(stripper.feed(STREAM[i : i + size]) for i in range(0, len(STREAM), size)) + stripper.flush()
-    assert out == b"".join([*CONTENT, FINISH, DONE])
-    assert stripper.usage == Usage(prompt_tokens=7, completion_tokens=2)
+def feed_all(watch: StreamEvents, stream: bytes, reads: list[int]) -> bytes:
+    """Split ``stream`` at ``reads`` offsets and pass it through the splitter and ``watch``, as the relay does."""
+    splitter = Splitter()
+    out = b""
+    for start, end in zip([0, *reads], [*reads, len(stream)], strict=True):
+        out += watch.feed(splitter.feed(stream[start:end]))
+    rest = splitter.close()
+    assert not rest.strip(b"\r\n")  # at most the LF of a CRLF whose CR ended the last read
+    return out + rest
 
 
-def test_stripper_passes_streams_without_usage_unchanged() -> None:
+ENDINGS = {"lf": b"\n", "crlf": b"\r\n", "cr": b"\r"}
+
+
+@pytest.mark.parametrize("ending", ENDINGS.values(), ids=ENDINGS.keys())
+def test_stripper_removes_only_the_usage_event_whatever_the_framing_and_read_sizes(ending: bytes) -> None:
+    stream = STREAM.replace(b"\n", ending)
+    expected = b"".join([*CONTENT, FINISH, DONE]).replace(b"\n", ending)
+    for cut in range(len(stream) + 1):
+        stripper = UsageStripper()
+        out = feed_all(stripper, stream, [cut])
+        # the same events; only a read that ends between the CR and the LF of a CRLF next to the usage
+        # event moves that LF (a blank line of no consequence) in or out with it
+        assert out == expected or (ending == b"\r\n" and abs(len(out) - len(expected)) == 1), cut
+        assert reference(out) == reference(expected), cut
+        assert stripper.usage == Usage(prompt_tokens=7, completion_tokens=2)
+        assert stripper.done
+
+
+@pytest.mark.parametrize("ending", ENDINGS.values(), ids=ENDINGS.keys())
+def test_usage_is_observed_without_stripping_when_the_client_asked(ending: bytes) -> None:
+    stream = STREAM.replace(b"\n", ending)
+    for cut in range(0, len(stream) + 1, 7):
+        watch = StreamEvents()
+        assert feed_all(watch, stream, [cut]) == stream
+        assert watch.usage == Usage(prompt_tokens=7, completion_tokens=2) and watch.done
+
+
+def test_a_stream_without_usage_passes_unchanged() -> None:
     stripper = UsageStripper()
     body = b"".join([*CONTENT, FINISH, DONE])
-    assert stripper.feed(body) == body
-    assert stripper.usage is None and stripper.flush() == b""
+    assert stripper.feed(Splitter().feed(body)) == body
+    assert stripper.usage is None and stripper.done
 
 
-def test_has_usage_ignores_the_null_usage_of_every_chunk() -> None:
-    assert not has_usage(CONTENT[0])
-    assert has_usage(USAGE)
-    assert has_usage(b'data: {"choices": [], "usage": {"prompt_tokens": 1}}\n\n')
+@pytest.mark.parametrize(
+    "data",
+    [b'{"id": "x", "choices": [<html>', b"not json", b"42", b'"a string"', b"[DONE] and more"],
+)
+def test_an_event_whose_data_is_not_a_json_object_is_refused(data: bytes) -> None:
+    watch = StreamEvents()
+    watch.feed([CONTENT[0]])
+    with pytest.raises(UpstreamProtocolError) as caught:
+        watch.feed([b"data: " + data + b"\n\n", DONE])
+    assert caught.value.code == "upstream_malformed_event" and "event 2" in caught.value.reason
+    assert not watch.done
+
+
+def test_comments_and_multi_line_data_are_read_as_the_spec_says() -> None:
+    watch = StreamEvents()
+    events = [b": keep-alive\n\n", b'data: {"choices":\ndata: [], "usage": {"prompt_tokens": 3}}\n\n', DONE]
+    assert watch.feed(events) == b"".join(events)
+    assert watch.usage == Usage(prompt_tokens=3) and watch.done

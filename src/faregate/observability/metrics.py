@@ -20,7 +20,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "faregate_requests_total": (
         "counter",
-        "Requests answered, by public model, deployment and HTTP status",
+        'Requests answered, by public model ("(unknown)" for a name that is not configured), deployment and HTTP status',
         ("model", "deployment", "status"),
     ),
     "faregate_request_duration_seconds": ("histogram", "Time from arrival to the last byte sent", ("model",)),
@@ -28,6 +28,7 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "faregate_tokens_total": ("counter", "Tokens reported by upstreams", ("model", "kind")),
     "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model",)),
     "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
+    "faregate_usage_anomalies_total": ("counter", "Replies whose reported usage was invalid (then priced as unknown)", ("deployment",)),
     "faregate_unpriced_requests_total": ("counter", "Answered requests whose cost is unknown (unpriced model or no usage)", ("model",)),
     "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
     "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),

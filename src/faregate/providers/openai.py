@@ -11,11 +11,13 @@ import orjson
 from faregate.errors import (
     CredentialRejected,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
 )
 from faregate.generation import Credential, Deployment
+from faregate.providers import sse
 from faregate.providers.base import PATHS, UpstreamRequest
 from faregate.types import Endpoint, Usage
 
@@ -28,6 +30,8 @@ def build(endpoint: Endpoint, deployment: Deployment, credential: Credential | N
     provider = deployment.provider
     headers = {"content-type": "application/json", "user-agent": USER_AGENT}
     headers.update(provider.headers)
+    for secret_header in provider.secret_headers:  # `Bearer ${NAME}`: revealed only here, into the request
+        headers[secret_header.name] = secret_header.value.reveal()
     if credential is not None and credential.secret is not None:
         headers["authorization"] = "Bearer " + credential.secret.reveal()
     body = orjson.dumps({**payload, "model": deployment.model})
@@ -82,48 +86,89 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes, content
     if status == 429:
         return UpstreamRateLimited(f"429 {kind or 'rate_limited'}", code=kind, retry_after=retry_after(headers, now))
     if status in (408, 409) or status >= 500:
-        detail = kind or (message[:80] if message else "no error body")
+        detail = kind or message or "no error body"  # shortened by UpstreamError.redact, after scrubbing
         return UpstreamServerError(f"{status} {detail}", status=status, code=kind)
     return UpstreamRejected(f"{status} {kind or 'rejected'}", status=status, body=body, content_type=content_type)
 
 
+# The HTTP status an error object's type or code stands for, when it came in a 200.
+_KIND_STATUS = {
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "unauthorized": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "rate_limited": 429,
+    "insufficient_quota": 429,
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "model_not_found": 404,
+    "not_found_error": 404,
+}
+
+
+def error_in_reply(data: Any, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError | None:
+    """A 200 whose body is an error object (``{"error": {...}}`` and no ``choices``/``data``) is
+    the upstream error it names: by its numeric code or its type/code (401/403, 429, 4xx about the
+    request), else an upstream server error (the next deployment is tried). None for a real reply."""
+    if type(data) is not dict or not data.get("error") or "choices" in data or "data" in data:
+        return None
+    message, type_, code = _error_fields(body)
+    status = 502
+    for kind in (code, type_):
+        if kind is None:
+            continue
+        if kind.isascii() and kind.isdigit() and 400 <= int(kind) <= 599:
+            status = int(kind)
+            break
+        if kind in _KIND_STATUS:
+            status = _KIND_STATUS[kind]
+            break
+    err = classify_error(status, headers, body, content_type, now)
+    err.reason = err.message = f"200 with an error object: {code or type_ or message or 'no message'}"
+    return err
+
+
+MAX_TOKENS = 10**9
+"""The most tokens one usage field may report. The largest context windows are ~10^7 tokens, so
+10^9 is far beyond any real request, yet small enough that sums of many (counters, spend totals)
+stay well inside the 64-bit integers that orjson and the database columns hold."""
+
+
 def _usage(data: Any) -> Usage | None:
+    """The usage object of a reply or an event: None when there is none. Each count must be a whole
+    number from 0 to MAX_TOKENS (absent or null is 0; a JSON number with no fraction, such as 12.0,
+    counts); otherwise a Usage whose ``anomaly`` says what is wrong, and the usage counts as unknown.
+    No helper calls: this runs for every priced reply."""
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):
         return None
     details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
-    return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(cached or 0),
-    )
+    counts: list[int] = []
+    problems: list[str] = []
+    for source, name in ((usage, "prompt_tokens"), (usage, "completion_tokens"), (details, "cached_tokens")):
+        value = source.get(name) if isinstance(source, dict) else None
+        if value is None:
+            value = 0
+        elif type(value) is float and value.is_integer():  # NaN and the infinities are not
+            value = int(value)
+        if type(value) is not int:  # bool is a subclass of int, and no count
+            problems.append(f"{name} is not a whole number ({type(value).__name__})")
+        elif value < 0:
+            problems.append(f"{name} is negative ({value})")
+        elif value > MAX_TOKENS:
+            problems.append(f"{name} is above 10^9 ({value:.3g})")
+        counts.append(value)
+    if problems:
+        return Usage(anomaly="; ".join(problems))
+    return Usage(prompt_tokens=counts[0], completion_tokens=counts[1], cached_tokens=counts[2])
 
 
 def usage_of(data: Any) -> Usage | None:
-    """Usage from a parsed reply; None when absent or malformed."""
-    try:
-        return _usage(data)
-    except (TypeError, ValueError):
-        return None
-
-
-def stream_usage(chunk: bytes) -> Usage | None:
-    """Usage from the SSE event(s) in ``chunk`` that carry it (called only when b'"usage"' is in it)."""
-    found = None
-    for line in chunk.split(b"\n"):
-        if line.startswith(b"data:") and b'"usage"' in line:
-            try:
-                usage = _usage(orjson.loads(line[5:]))
-            except (orjson.JSONDecodeError, TypeError, ValueError):
-                continue
-            found = usage or found
-    return found
-
-
-def has_usage(chunk: bytes) -> bool:
-    """Whether a streamed chunk may carry a usage object (not the `"usage":null` of every chunk)."""
-    return b'"usage":{' in chunk or b'"usage": {' in chunk
+    """Usage from a parsed reply; None when absent (see ``_usage`` for invalid counts)."""
+    return _usage(data)
 
 
 def with_stream_usage(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -137,35 +182,53 @@ def with_stream_usage(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {**payload, "stream_options": merged}, True
 
 
-class UsageStripper:
-    """Removes the usage-only event (`"choices":[]` plus a usage object) from an SSE byte stream and
-    keeps its usage. Holds back an incomplete event until its end arrives; everything else is passed
-    on unchanged and in order."""
+class StreamEvents:
+    """Reads the complete events of an OpenAI stream on their way to the client (``sse.Splitter``
+    finds them): keeps the usage it reports, notes ``[DONE]``, and refuses an event whose data is
+    not a JSON object (UpstreamProtocolError, code ``upstream_malformed_event``), so the client gets
+    an explicit error instead of an unparseable chunk. What it passes on is the bytes as read."""
 
-    __slots__ = ("_carry", "usage")
+    __slots__ = ("done", "seen", "strip", "usage")
 
-    def __init__(self) -> None:
-        self._carry = b""
+    def __init__(self, *, strip: bool = False) -> None:
+        self.strip = strip  # remove the usage-only event: the client did not ask for it
         self.usage: Usage | None = None
+        self.done = False
+        self.seen = 0  # events read, for messages
 
-    def feed(self, data: bytes) -> bytes:
-        if self._carry:
-            data = self._carry + data
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._carry = data
-            return b""
-        complete, self._carry = data[: end + 2], data[end + 2 :]
-        if b'"usage":{' not in complete and b'"usage": {' not in complete:  # has_usage, inlined: this runs per chunk
-            return complete
-        kept = []
-        for event in complete.split(b"\n\n")[:-1]:
-            if has_usage(event) and b'"choices":[]' in event.replace(b" ", b""):
-                self.usage = stream_usage(event) or self.usage
+    def feed(self, events: list[bytes]) -> bytes:
+        """The bytes of ``events`` to send on. No helper calls on the way: this runs per read."""
+        kept = events
+        for event in events:
+            self.seen += 1
+            value = event[6:].rstrip(b"\r\n") if event.startswith(b"data: ") else None
+            if value is None or b"\n" in value or b"\r" in value:  # not one plain data line: the general case
+                value = sse.data_of(event)
+                if value is None:  # a comment or an empty event
+                    continue
+            if value == b"[DONE]":
+                self.done = True
                 continue
-            kept.append(event + b"\n\n")
+            try:
+                data = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                data = None
+            if type(data) is not dict:
+                raise UpstreamProtocolError(
+                    f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
+                )
+            if type(data.get("usage")) is dict:
+                self.usage = usage_of(data) or self.usage
+                if self.strip and data.get("choices") == []:
+                    kept = [e for e in kept if e is not event]
         return b"".join(kept)
 
-    def flush(self) -> bytes:
-        rest, self._carry = self._carry, b""
-        return rest
+
+class UsageStripper(StreamEvents):
+    """StreamEvents that also removes the usage-only event (``"choices": []`` with a usage object),
+    for a client that did not ask for usage: faregate asked for it, to price the stream."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(strip=True)
