@@ -53,7 +53,8 @@ def test_demo_config_is_valid(tmp_path: Path) -> None:
 
 def test_demo_answers_with_the_mock_provider(tmp_path: Path) -> None:
     demo = (Path(__file__).resolve().parents[1] / "examples" / "demo.yaml").read_text()
-    with GatewayProcess(tmp_path, demo) as gw:
+    (tmp_path / "examples").mkdir()  # laid out as in the repository: the state goes to ../.faregate/
+    with GatewayProcess(tmp_path / "examples", demo) as gw:
         from tests.support.configs import client
 
         sdk = client(gw)
@@ -64,3 +65,5 @@ def test_demo_answers_with_the_mock_provider(tmp_path: Path) -> None:
         fell_back = sdk.chat.completions.with_raw_response.create(model="demo-flaky", messages=[{"role": "user", "content": "Hi"}])
         assert fell_back.headers["x-faregate-fallback"] == "demo-flaky -> demo-chat"
         assert len(sdk.embeddings.create(model="demo-embed", input="hi").data[0].embedding) == 8
+    assert (tmp_path / ".faregate" / "state.db").is_file()  # where `make run` keeps it: ./.faregate/, not examples/
+    assert not (tmp_path / "examples" / ".faregate").exists()

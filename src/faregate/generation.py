@@ -9,11 +9,13 @@ a request captures one generation at its start and uses only it.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import overload
 
 import orjson
 
@@ -37,6 +39,15 @@ class Credential:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretHeader:
+    """A configured upstream header that holds references (``Authorization: Bearer ${NAME}``)."""
+
+    name: str  # lower case
+    value: Secret  # the whole value, references expanded
+    parts: tuple[Secret, ...]  # each referenced value: what scrubbing looks for
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     type: str
@@ -49,6 +60,7 @@ class Provider:
     stream_chunks: int
     chunk_delay: float
     stream_usage: bool = True
+    secret_headers: tuple[SecretHeader, ...] = ()  # sent after ``headers``
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,20 +106,49 @@ class Generation:
     policy: Policy
     prices: Mapping[str, Price]
     watched_files: tuple[Path, ...]
+    _redactor: Redactor | None = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     def secrets(self) -> tuple[Secret, ...]:
         found = [c.secret for p in self.providers.values() for c in p.credentials if c.secret is not None]
+        found.extend(part for p in self.providers.values() for h in p.secret_headers for part in h.parts)
         if self.master_key is not None:
             found.append(self.master_key)
         return tuple(found)
 
-    def scrub(self, data: bytes) -> bytes:
-        """Remove any credential of this generation from text bound for a client (error paths only)."""
-        for secret in self.secrets():
-            value = secret.reveal().encode()
-            if value in data:
-                data = data.replace(value, f"[redacted:{secret.fingerprint}]".encode())
-        return data
+    @overload
+    def scrub(self, data: str) -> str: ...
+    @overload
+    def scrub(self, data: bytes) -> bytes: ...
+    def scrub(self, data: str | bytes) -> str | bytes:
+        """THE scrubber: every secret of this generation (``secrets``) in ``data`` becomes
+        ``[redacted:<fingerprint>]``. Every text that comes from an upstream goes through it before
+        it goes anywhere (``UpstreamError.redact``, the pipeline); one regular-expression search
+        when there is nothing to remove."""
+        redactor = self._redactor
+        if redactor is None:
+            redactor = _redactor(self.secrets())
+            object.__setattr__(self, "_redactor", redactor)
+        text, binary, names = redactor
+        if isinstance(data, bytes):
+            if binary is None or binary.search(data) is None:
+                return data
+            return binary.sub(lambda m: names[m.group().decode()].encode(), data)
+        if text is None or text.search(data) is None:
+            return data
+        return text.sub(lambda m: names[m.group()], data)
+
+
+Redactor = tuple["re.Pattern[str] | None", "re.Pattern[bytes] | None", dict[str, str]]
+
+
+def _redactor(secrets: tuple[Secret, ...]) -> Redactor:
+    """One pattern (str and bytes) matching any of ``secrets``, longest first (a secret that
+    contains another is removed whole), and each value's replacement."""
+    values = sorted({s.reveal() for s in secrets if s.reveal()}, key=len, reverse=True)
+    names = {s.reveal(): f"[redacted:{s.fingerprint}]" for s in secrets}
+    if not values:
+        return None, None, names
+    return re.compile("|".join(map(re.escape, values))), re.compile(b"|".join(re.escape(v.encode()) for v in values)), names
 
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "mock": "mock://local"}
@@ -122,9 +163,12 @@ def compile_generation(
     base_urls: Mapping[str, str | None],
     master_key: Secret | None,
     watched_files: tuple[Path, ...],
-    redis_url: str | None = None,
+    state: StateConfig | None = None,
+    secret_headers: Mapping[str, tuple[SecretHeader, ...]] | None = None,
 ) -> Generation:
-    """Build the generation from a validated config and already-resolved secrets. Pure but for the clock."""
+    """Build the generation from a validated config and already-resolved secrets. Pure but for the clock.
+    ``state``: the config's state section with its paths resolved and references expanded (default: as written)."""
+    secret_headers = secret_headers or {}
     providers = {
         name: Provider(
             name=name,
@@ -138,6 +182,7 @@ def compile_generation(
             stream_chunks=p.stream_chunks or 8,
             chunk_delay=0.02 if p.chunk_delay is None else p.chunk_delay,
             stream_usage=p.stream_usage,
+            secret_headers=secret_headers.get(name, ()),
         )
         for name, p in config.providers.items()
     }
@@ -150,11 +195,11 @@ def compile_generation(
         max_fallback_cost_ratio=config.routing.max_fallback_cost_ratio,
     )
     return Generation(
-        id=_generation_id(config, credentials, master_key),
+        id=_generation_id(config, credentials, master_key, secret_headers),
         loaded_at=time.time(),
         source=source,
         server=config.server,
-        state=StateConfig(database=config.state.database, redis=redis_url),
+        state=state or config.state,
         master_key=master_key,
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),
@@ -197,7 +242,12 @@ def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Prov
     return ModelRoute(name=name, deployments=tuple(deployments), tiers=tiers, price=price)
 
 
-def _generation_id(config: Config, credentials: Mapping[str, tuple[Credential, ...]], master_key: Secret | None) -> str:
+def _generation_id(
+    config: Config,
+    credentials: Mapping[str, tuple[Credential, ...]],
+    master_key: Secret | None,
+    secret_headers: Mapping[str, tuple[SecretHeader, ...]],
+) -> str:
     digest = hashlib.sha256(orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
     for provider in sorted(credentials):
         for cred in credentials[provider]:
@@ -205,4 +255,7 @@ def _generation_id(config: Config, credentials: Mapping[str, tuple[Credential, .
                 digest.update(f"{cred.label}={hashlib.sha256(cred.secret.reveal().encode()).hexdigest()}".encode())
     if master_key is not None:
         digest.update(hashlib.sha256(master_key.reveal().encode()).digest())
+    for provider in sorted(secret_headers):
+        for header in secret_headers[provider]:
+            digest.update(f"{provider}/{header.name}={hashlib.sha256(header.value.reveal().encode()).hexdigest()}".encode())
     return digest.hexdigest()[:12]

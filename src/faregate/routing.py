@@ -8,10 +8,12 @@ exceeds ``max_fallback_cost_ratio`` times the requested model's (unpriced counts
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from faregate.errors import Problem
 from faregate.generation import Deployment, Generation, ModelRoute
 
 Blocked = Callable[[str], "str | None"]
@@ -81,3 +83,44 @@ def cost_refusal(generation: Generation, requested: ModelRoute, target: ModelRou
     if tgt.input > ratio * req.input + 1e-12 or tgt.output > ratio * req.output + 1e-12:
         return f"fallback {target.name} skipped: its price {tgt.describe()} exceeds {ratio:g}x {requested.name}'s {req.describe()} ({knob})"
     return None
+
+
+def dead_fallbacks(generation: Generation) -> list[Problem]:
+    """Fallbacks that ``cost_refusal`` refuses on every request, as ``check`` warnings naming both
+    prices and the setting to change (models without an enabled deployment are warned about already)."""
+    ratio = generation.policy.max_fallback_cost_ratio
+    if ratio is None:
+        return []
+    knob = "routing.max_fallback_cost_ratio"
+    problems: list[Problem] = []
+    for name, names in generation.fallbacks.items():
+        requested = generation.models.get(name)
+        if requested is None or not requested.tiers:
+            continue
+        for i, target_name in enumerate(names):
+            target = generation.models.get(target_name)
+            if target is None or target is requested or not target.tiers or cost_refusal(generation, requested, target) is None:
+                continue
+            head = f"fallback {target_name} is always refused by the price rule"
+            if target.price is None:
+                why = f"{target_name} is unpriced and an unpriced model counts as pricier; add its upstream model to prices: or set {knob} to null"
+            elif requested.price is None:
+                why = (
+                    f"{name} is unpriced, so no fallback can be shown to cost less; add its upstream model to prices: or set {knob} to null"
+                )
+            else:
+                req, tgt = requested.price, target.price
+                needed = max(_ratio(tgt.input, req.input), _ratio(tgt.output, req.output))
+                change = (
+                    f"set {knob} to null" if math.isinf(needed) else f"raise {knob} to {math.ceil(needed * 100) / 100:g} or more (or null)"
+                )
+                why = f"its price {tgt.describe()} exceeds {ratio:g}x {name}'s {req.describe()}; {change} to allow it"
+            problems.append(Problem(f"fallbacks.{name}[{i}]", f"{head}: {why}", "warning"))
+    return problems
+
+
+def _ratio(target: float, requested: float) -> float:
+    """The smallest ratio that lets ``target`` pass against ``requested``."""
+    if requested == 0:
+        return math.inf if target > 0 else 0.0
+    return target / requested

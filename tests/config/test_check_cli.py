@@ -29,6 +29,8 @@ models:
     - {provider: local, model: mock-small}
 fallbacks:
   gpt-4o: [demo]
+prices:
+  mock-small: {input: 0.1, output: 0.4}
 """
 
 

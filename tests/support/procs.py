@@ -44,7 +44,14 @@ class GatewayProcess:
     """`faregate serve -c CONFIG` as a child process; stderr (the logs) goes to a file."""
 
     def __init__(
-        self, tmp: Path, config: str, *, env: dict[str, str] | None = None, workers: int = 1, extra_args: tuple[str, ...] = ()
+        self,
+        tmp: Path,
+        config: str,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        extra_args: tuple[str, ...] = (),
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -55,12 +62,11 @@ class GatewayProcess:
         self.workers = workers
         self.args = [FAREGATE, "serve", "-c", str(self.config_path), "--port", str(self.port), "--workers", str(workers), *extra_args]
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cwd = cwd or tmp  # the working directory `serve` runs in (default: the config's folder)
 
     def start(self, timeout: float = 40.0) -> GatewayProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.config_path.parent
-        )
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.cwd)
         log.close()
         try:
             wait_http(self.url + "/healthz", timeout, self.proc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,13 @@ from types import MappingProxyType
 
 from faregate.config.load import read_yaml, semantic_problems, validate
 from faregate.config.schema import Config
+from faregate.config.secretlike import credential_header
+from faregate.config.state import resolve_state
 from faregate.credentials.pool import CredentialPool
-from faregate.credentials.refs import RefError, expand_env, resolve_env_ref, resolve_key_file
+from faregate.credentials.refs import RefError, expand_env, expand_header, resolve_env_ref, resolve_key_file
 from faregate.errors import ConfigError, Problem
-from faregate.generation import Credential, Generation, compile_generation
+from faregate.generation import Credential, Generation, SecretHeader, compile_generation
+from faregate.routing import dead_fallbacks
 from faregate.types import Secret
 
 
@@ -37,11 +41,18 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
     base_dir = path.parent
     credentials: dict[str, tuple[Credential, ...]] = {}
     headers: dict[str, tuple[tuple[str, str], ...]] = {}
+    secret_headers: dict[str, tuple[SecretHeader, ...]] = {}
     base_urls: dict[str, str | None] = {}
     # watched as given, not symlink-resolved: a secret volume swaps a link, and the watch follows it
     watched = [Path(os.path.abspath(path))]
     seen: dict[str, str] = {}
     for name, provider in config.providers.items():
+        headers[name], secret_headers[name] = _headers(name, provider.headers, env, problems)
+        keyed = any(credential_header(h) for h in provider.headers)  # a key travels in a header
+        if provider.credentials and any(h.name == "authorization" for h in secret_headers[name]):
+            problems.append(
+                Problem(f"providers.{name}.headers", "authorization is replaced by each credential's key (drop one of the two)", "warning")
+            )
         creds: list[Credential] = []
         for i, cred in enumerate(provider.credentials):
             cpath = f"providers.{name}.credentials[{i}]"
@@ -62,11 +73,10 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
                 problems.append(Problem(cpath, f"the same key as {first} (fingerprint {secret.fingerprint})", "warning"))
             creds.append(Credential(provider=name, id=cid, secret=secret, weight=cred.weight, retiring=cred.retiring))
         if not provider.credentials:
-            if provider.type != "mock":
+            if provider.type != "mock" and not keyed:
                 problems.append(Problem(f"providers.{name}", "no credentials: requests are sent without an API key", "warning"))
             creds.append(Credential(provider=name, id="none", secret=None))
         credentials[name] = tuple(creds)
-        headers[name] = _headers(name, provider.headers, env, problems)
         base_urls[name] = _expand(f"providers.{name}.base_url", provider.base_url, env, problems)
     master_key = _master_key(config, env, problems)
     redis_url = _expand("state.redis", config.state.redis, env, problems)
@@ -80,18 +90,37 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         base_urls=base_urls,
         master_key=master_key,
         watched_files=tuple(dict.fromkeys(watched)),
-        redis_url=redis_url,
+        state=resolve_state(config.state, base_dir).model_copy(update={"redis": redis_url}),
+        secret_headers=secret_headers,
     )
+    problems.extend(dead_fallbacks(generation))
     return generation, problems
 
 
-def _headers(name: str, raw: Mapping[str, str], env: Mapping[str, str] | None, problems: list[Problem]) -> tuple[tuple[str, str], ...]:
-    out = []
+def _headers(
+    name: str, raw: Mapping[str, str], env: Mapping[str, str] | None, problems: list[Problem]
+) -> tuple[tuple[tuple[str, str], ...], tuple[SecretHeader, ...]]:
+    """A provider's headers: (plain ones, ones holding references, which are secrets)."""
+    plain: list[tuple[str, str]] = []
+    secret: list[SecretHeader] = []
     for header, value in raw.items():
-        expanded = _expand(f"providers.{name}.headers.{header}", value, env, problems)
-        if expanded is not None:
-            out.append((header.lower(), expanded))
-    return tuple(out)
+        path = f"providers.{name}.headers.{header}"
+        if not _TOKEN.fullmatch(header):
+            problems.append(Problem(path, "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+            continue
+        try:
+            expanded, parts = expand_header(header, value, env)
+        except RefError as exc:
+            problems.append(Problem(path, str(exc)))
+            continue
+        if isinstance(expanded, Secret):
+            secret.append(SecretHeader(name=header.lower(), value=expanded, parts=parts))
+        else:
+            plain.append((header.lower(), expanded))
+    return tuple(plain), tuple(secret)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: what a header name may hold
 
 
 def _expand(path: str, value: str | None, env: Mapping[str, str] | None, problems: list[Problem]) -> str | None:
