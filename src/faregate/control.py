@@ -5,6 +5,13 @@ changes, on SIGHUP, or when the bus says so; it beats into the registry (generat
 credential fingerprints) every ``HEARTBEAT_SECONDS``; and it answers ``reload_all``: reload here,
 tell every worker, and return only when every live worker of every instance reports the new
 generation (or name the laggards).
+
+Key and team changes are acknowledged the same way (``announce``): the bus numbers its events, each
+worker beats the number up to which it has applied them (its Mark) right after dropping the keys
+from its cache, and the admin call waits until every live worker's mark covers the change's.
+A worker that others may have stopped waiting for (paused, starved, its heartbeat not registered
+for ``FENCE_SECONDS``) is fenced: before it serves, it catches up, and if it cannot reach the bus
+it drops its key cache, so every key is read from the database.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faregate.config.schema import connection_limits
 from faregate.credentials.keyring import Keyring
+from faregate.credentials.virtual import CACHE_TTL
 from faregate.errors import ConfigError, Problem
 from faregate.generation import Generation
 from faregate.health import Health
@@ -32,6 +41,7 @@ from faregate.store.base import (
     CachesPurged,
     ControlBus,
     Event,
+    Mark,
     ReloadRequested,
     TeamChanged,
     VirtualKeyChanged,
@@ -42,7 +52,9 @@ from faregate.upstream import Upstream
 log = logging.getLogger("faregate.control")
 WATCH_SECONDS = 0.5
 DEBOUNCE_SECONDS = 0.3
-FENCE_SECONDS = 2.5  # a worker whose control loop has not run for this long (paused) catches up before serving
+# a worker whose control loop or heartbeat has not run for this long (paused) catches up before serving; shorter than
+# HEARTBEAT_EXPIRY, so it is fenced before the others stop waiting for it
+FENCE_SECONDS = 2.5
 ACK_POLL_SECONDS = 0.05
 Signature = tuple[tuple[str, int, int, int] | None, ...]
 
@@ -71,6 +83,19 @@ class ReloadOutcome:
     bus: str = "ok"
 
 
+@dataclass
+class Confirmation:
+    """How far a key or team change has reached: every live worker has applied it (ok), or not."""
+
+    ok: bool = False
+    workers: list[tuple[WorkerInfo, bool]] = field(default_factory=list)  # (worker, has applied the change)
+    laggards: list[str] = field(default_factory=list)
+    bus: str = "ok"
+
+
+KeyListener = Callable[[VirtualKeyChanged | TeamChanged | None], None]  # None: drop every cached key
+
+
 class Controller:
     def __init__(self, keyring: Keyring, health: Health, upstream: Upstream, bus: ControlBus, instance: str) -> None:
         self.keyring = keyring
@@ -84,9 +109,16 @@ class Controller:
         self.bus_status = "starting"
         self.last_tick = time.monotonic()
         self.last_error = ""
-        self.key_listeners: list[Callable[[VirtualKeyChanged | TeamChanged], None]] = []
+        self.key_listeners: list[KeyListener] = []
+        self.applied = Mark("", 0)  # every bus event up to here is applied (and key events are in the key cache)
+        self.beat_at = time.monotonic()  # when the last heartbeat that reached the registry was taken
+        self._suspect = False  # others may have stopped waiting for this worker: check the bus head before trusting the cache
+        self._receiving = asyncio.Lock()  # one delivery handled at a time, so the mark only moves past applied events
+        self._catching_up = asyncio.Lock()  # requests arriving together after a pause wait for one catch-up
         self._signature = file_signature(keyring.current.generation.watched_files)
         self._failed_signature: Signature | None = None
+        self._cors_at_start = keyring.current.generation.server.cors is not None  # the app is wrapped for CORS at start only
+        self._limits_at_start = connection_limits(keyring.current.generation.server)  # the server's protocol took them at start
 
     # local reload ----------------------------------------------------------------------------------
     def reload_local(self, purge: bool = False) -> tuple[Generation, list[Problem]]:
@@ -105,6 +137,17 @@ class Controller:
             self.health.clear()
         change = "unchanged" if snap.generation.id == previous else f"replaces {previous}"
         log.info(f"generation {snap.generation.id} loaded ({change})")
+        if snap.generation.server.cors is not None and not self._cors_at_start:
+            message = "CORS was off when faregate started and is set up only at start: restart to turn it on"
+            late = Problem("server.cors", message, "warning")
+            log.warning(str(late))
+            warnings = [*warnings, late]
+        new_limits = connection_limits(snap.generation.server)
+        if changed := [f"server.{name}" for name, value in self._limits_at_start.items() if new_limits[name] != value]:
+            message = f"{', '.join(changed)}: connection limits are applied when faregate starts; restart to apply the new values"
+            late = Problem(changed[0], message, "warning")
+            log.warning(str(late))
+            warnings = [*warnings, late]
         return snap.generation, warnings
 
     def _try_reload(self, purge: bool = False) -> None:
@@ -125,6 +168,7 @@ class Controller:
     async def start(self) -> None:
         try:
             await self.bus.start()
+            self.applied = await self.bus.head()  # nothing is cached yet: every earlier change is in what the database says
             self.bus_status = "ok"
         except BusError as exc:
             self.bus_status = f"degraded: {exc}"
@@ -150,13 +194,20 @@ class Controller:
             bus=self.bus_status,
             error=self.last_error,
             usage=usage,
+            bus_epoch=self.applied.epoch,
+            bus_seq=self.applied.seq,
         )
 
     async def _beat(self) -> None:
+        at = time.monotonic()
         try:
             await self.bus.register(self.info())
         except BusError as exc:
             self.bus_status = f"degraded: {exc}"
+            return
+        if at - self.beat_at > FENCE_SECONDS:
+            self._suspect = True  # our heartbeat was missing long enough for changes to stop waiting for us
+        self.beat_at = at
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -171,26 +222,41 @@ class Controller:
         while True:
             await self.receive_once()
 
-    async def receive_once(self) -> None:
-        self.last_tick = time.monotonic()  # the loop ran: this worker is not paused (the bus may be down)
-        try:
-            delivery = await self.bus.receive()
-        except BusError as exc:
-            if not self.bus_status.startswith("degraded"):
-                log.warning(f"control bus lost, serving the last generation: {exc}")
-            self.bus_status = f"degraded: {exc}"
-            return
-        if self.bus_status != "ok":
-            log.info("control bus reachable again; resynchronising")
-            self.bus_status = "ok"
-            delivery.resync = True
-        if delivery.resync:
-            self._try_reload()
-            await self._beat()
-        for event in delivery.events:
-            await self._handle(event)
+    async def receive_once(self, verify: bool = False) -> None:
+        """Take one delivery from the bus and apply it; then beat at once if anything changed (the
+        requester of a reload or key change is waiting on the registry)."""
+        async with self._receiving:
+            now = time.monotonic()
+            if now - self.last_tick > FENCE_SECONDS:
+                self._suspect = True  # after a pause, events may be in flight: check the head before trusting the cache
+            verify = verify or self._suspect
+            self.last_tick = now  # the loop ran: this worker is not paused (the bus may be down)
+            try:
+                delivery = await self.bus.receive()
+            except BusError as exc:
+                if not self.bus_status.startswith("degraded"):
+                    log.warning(f"control bus lost, serving the last generation: {exc}")
+                self.bus_status = f"degraded: {exc}"
+                return
+            if self.bus_status != "ok":
+                log.info("control bus reachable again; resynchronising")
+                self.bus_status = "ok"
+                delivery.resync = True
+            if delivery.resync:
+                self._try_reload()
+            for event in delivery.events:
+                self._handle(event)
+            mark = delivery.mark
+            if mark is not None and mark.epoch == self.applied.epoch:
+                self.applied = max(self.applied, mark, key=lambda m: m.seq)
+            elif mark is not None:
+                verify = True  # a new numbering (the bus lost its memory): start from its head
+            if verify or delivery.resync:
+                await self._verify(reset=delivery.resync)
+            if delivery.events or delivery.resync or verify:
+                await self._beat()
 
-    async def _handle(self, event: Event) -> None:
+    def _handle(self, event: Event) -> None:
         if isinstance(event, VirtualKeyChanged | TeamChanged):
             for listener in self.key_listeners:
                 listener(event)
@@ -198,7 +264,25 @@ class Controller:
         if event.origin == self.worker_id:
             return  # the requester has reloaded already
         self._try_reload(purge=isinstance(event, CachesPurged))
-        await self._beat()  # acknowledge at once: the requester is waiting on the registry
+
+    def _drop_keys(self) -> None:
+        for listener in self.key_listeners:
+            listener(None)
+
+    async def _verify(self, reset: bool) -> None:
+        """Make sure no key change is missed: when the bus's head is past what this worker applied
+        (events still in flight after a pause, or lost while the bus was away), drop every cached key
+        and stand at the head; every change up to it was stored before it was published."""
+        try:
+            head = await self.bus.head()
+        except BusError as exc:
+            self.bus_status = f"degraded: {exc}"
+            self._drop_keys()
+            return
+        if reset or not self.applied.covers(head):
+            self._drop_keys()
+            self.applied = head
+        self._suspect = False
 
     async def _watch_loop(self) -> None:
         while True:
@@ -220,16 +304,27 @@ class Controller:
         await self._beat()
 
     def stale(self) -> bool:
-        """True when the control loop has not run for a while: the process was paused or starved."""
-        return time.monotonic() - self.last_tick > FENCE_SECONDS
+        """True when the control loop or the heartbeat has not run for a while (the process was
+        paused or starved, or the registry is unreachable), or the bus head is not checked since:
+        other workers may have stopped waiting for this one, so its key cache cannot be trusted."""
+        now = time.monotonic()
+        return self._suspect or now - self.last_tick > FENCE_SECONDS or now - self.beat_at > FENCE_SECONDS
 
     async def catch_up(self) -> None:
         """Before serving after a pause (SIGSTOP, a stalled loop): apply what the files and the bus say.
-        With the bus down only the files are checked, so an outage costs requests nothing."""
-        await self.check_files()
-        if self.bus_status == "ok":
-            await self.receive_once()
-        self.last_tick = time.monotonic()
+        With the bus down only the files are checked (no reconnect attempt per request) and the key
+        cache is dropped: keys are then read from the database, the authority, until the bus is back."""
+        async with self._catching_up:
+            if not self.stale():
+                return  # another request caught up meanwhile
+            await self.check_files()
+            if self.bus_status == "ok":
+                await self.receive_once(verify=True)
+                if self.bus_status == "ok" and time.monotonic() - self.beat_at > FENCE_SECONDS:
+                    await self._beat()
+            if self.stale():
+                self._drop_keys()
+            self.last_tick = time.monotonic()
 
     # coordination ---------------------------------------------------------------------------------
     def is_live(self, worker: WorkerInfo, now: float) -> bool:
@@ -242,6 +337,40 @@ class Controller:
     async def live_workers(self) -> list[WorkerInfo]:
         now = time.time()
         return [w for w in await self.bus.workers() if self.is_live(w, now)]
+
+    async def announce(self, events: list[Event], timeout: float) -> Confirmation:
+        """Publish key or team changes (already stored, and applied to this worker's cache) and wait
+        until every live worker of every instance has applied them, or name the laggards."""
+        outcome = Confirmation(bus=self.bus_status)
+        try:
+            marks = [await self.bus.publish(event) for event in events]
+        except BusError as exc:
+            outcome.bus = f"degraded: {exc}"
+            outcome.laggards = [
+                f"control bus unreachable ({exc}): only this worker ({self.worker_id}) has applied the change; "
+                f"the others within {CACHE_TTL:g} s, as their cached entries expire"
+            ]
+            return outcome
+        if not marks:
+            outcome.ok = True
+            return outcome
+        mark = marks[-1]  # the bus delivers in order: a worker that applied the last has applied them all
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                live = await self.live_workers()
+            except BusError as exc:
+                outcome.laggards = [f"control bus unreachable ({exc})"]
+                return outcome
+            outcome.workers = [(w, Mark(w.bus_epoch, w.bus_seq).covers(mark)) for w in live]
+            behind = [w for w, done in outcome.workers if not done]
+            if not behind:
+                outcome.ok = True
+                return outcome
+            if time.monotonic() >= deadline:
+                outcome.laggards = [f"{w.id} has applied the control bus up to event {w.bus_seq}, not yet {mark.seq}" for w in behind]
+                return outcome
+            await asyncio.sleep(ACK_POLL_SECONDS)
 
     async def reload_all(self, timeout: float, purge: bool = False) -> ReloadOutcome:
         """Reload here (ConfigError if the config is invalid), tell every worker, wait for their acks."""

@@ -57,7 +57,7 @@ def test_team_lifecycle_and_its_keys(admin: tuple[GatewayProcess, httpx.Client])
     time.sleep(0.5)  # the other worker hears of it over the bus (polled every 0.2 s without Redis)
     assert [chat(gw, key["key"]) for _ in range(6)] == [200] * 6
     deleted = http.delete(f"/admin/teams/{team['id']}").json()
-    assert deleted == {"id": team["id"], "deleted": True, "keys_detached": 1}
+    assert deleted == {"id": team["id"], "deleted": True, "keys_detached": 1, "confirmed": True, "laggards": []}
     assert http.get(f"/admin/keys/{key['id']}").json()["team_id"] is None
     assert chat(gw, key["key"]) == 200  # the key outlives its team
     assert http.get(f"/admin/teams/{team['id']}").status_code == 404

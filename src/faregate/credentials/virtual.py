@@ -120,6 +120,9 @@ class VirtualKeys:
     def invalidate_team(self, team_id: str) -> None:
         self.cache.invalidate_team(team_id)
 
+    def clear(self) -> None:
+        self.cache.clear()
+
 
 class KeyCache:
     """Per-worker cache of hash -> key (or None for unknown). Only this class writes it."""
@@ -127,7 +130,7 @@ class KeyCache:
     def __init__(self) -> None:
         self._entries: dict[str, tuple[VirtualKey | None, float]] = {}
         self._epochs: dict[str, int] = {}
-        self._team_epoch = 0  # bumped by every team change: a lookup that raced one is not cached
+        self._team_epoch = 0  # bumped by every team change and every clear: a lookup that raced one is not cached
 
     async def resolve(self, key_hash: str, lookup: Lookup) -> VirtualKey | None:
         now = time.monotonic()
@@ -155,5 +158,7 @@ class KeyCache:
                 self.invalidate(key_hash)
 
     def clear(self) -> None:
-        for key_hash in list(self._entries):
-            self.invalidate(key_hash)
+        """Drop every entry (the worker may have missed changes); cheap, as it may run per request
+        while the control bus is away."""
+        self._entries = {}
+        self._team_epoch += 1

@@ -2,24 +2,26 @@
 
 A team's budget and rpm/tpm/parallel limits apply on top of each of its keys' own; disabling a
 team refuses all its keys. Every change is published on the bus (TeamChanged) so every worker
-drops the team's keys from its cache and sees the new budget and limits at once.
+drops the team's keys from its cache and sees the new budget and limits at once; the change
+answers once every live worker has (admin_changes: 503 ``change_unconfirmed`` otherwise).
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate.control import Confirmation
 from faregate.errors import AlreadyExists, RouteNotFound
 from faregate.gateway import Gateway
+from faregate.server import admin_changes as changes
 from faregate.server import admin_input as inputs
 from faregate.server.http import Receive, Scope, Send
 from faregate.store import teams as db
-from faregate.store.base import BusError, TeamChanged
+from faregate.store.base import TeamChanged
 from faregate.store.keys import Conflict
 
 SETTABLE: inputs.Checkers = {
@@ -39,11 +41,11 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}  # fmt: skip
 
 
-async def _announce(gw: Gateway, team_id: str, action: str) -> None:
+async def _announce(gw: Gateway, wait: float, team_id: str, action: str) -> Confirmation:
+    """Drop the team's keys here, tell every worker, wait until every live one has dropped them too."""
     if gw.keys is not None:
         gw.keys.invalidate_team(team_id)
-    with contextlib.suppress(BusError):  # if the bus is down, other workers fall back on the cache TTL
-        await gw.control.bus.publish(TeamChanged(team_id=team_id, action=action, origin=gw.control.worker_id))  # type: ignore[arg-type]
+    return await gw.control.announce([TeamChanged(team_id=team_id, action=action, origin=gw.control.worker_id)], wait)  # type: ignore[arg-type]
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,6 +62,7 @@ async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Rec
 
 async def _route(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
     path, method, now = scope["path"], scope["method"], time.time()
+    wait = changes.timeout(scope)  # refused before anything changes
     rest = path.removeprefix("/admin/teams").strip("/")
     if not rest and method == "POST":
         fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED, required=("name",))
@@ -84,10 +87,10 @@ async def _route(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receiv
     if method == "PATCH":
         fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED)
         await db.update_team(engine, rest, {**fields, "updated_at": now})
-        await _announce(gw, rest, "updated")
-        return 200, _public(await db.get_team(engine, rest) or current)
+        done = await _announce(gw, wait, rest, "updated")
+        return changes.answer(200, _public(await db.get_team(engine, rest) or current), done)
     if method == "DELETE":
         await db.delete_team(engine, rest)
-        await _announce(gw, rest, "deleted")
-        return 200, {"id": rest, "deleted": True, "keys_detached": current.get("keys", 0)}
+        done = await _announce(gw, wait, rest, "deleted")
+        return changes.answer(200, {"id": rest, "deleted": True, "keys_detached": current.get("keys", 0)}, done)
     raise RouteNotFound(f"unknown URL {method} {path!r}")

@@ -1,8 +1,13 @@
 """The control bus and worker registry protocol, and the typed events that travel on it.
 
 A bus carries events to every worker of every instance; the registry holds one row per live
-worker (what generation it serves, which credential fingerprints, when it last beat). Two
-implementations: ``sqlite_bus`` (one host, no Redis) and ``redis_bus`` (many instances).
+worker (what generation it serves, which credential fingerprints, when it last beat, and up to
+which event it has applied the bus: its ``Mark``). Two implementations: ``sqlite_bus`` (one host,
+no Redis) and ``redis_bus`` (many instances).
+
+The bus numbers its events in the order every worker receives them, so "this worker has applied
+event n" means it has applied every event up to n: a key change waits for every live worker's
+mark to cover the change's own (as a reload waits for every worker's generation).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class WorkerInfo:
     bus: str = "ok"  # "ok", or why the worker cannot reach the bus
     error: str = ""  # why its last reload failed (the generation above is still the one it serves)
     usage: dict[str, list[object]] = field(default_factory=dict)  # credential label -> [state, reason, requests, last used]
+    bus_epoch: str = ""  # the bus position up to which this worker has applied every event (see Mark)
+    bus_seq: int = 0
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -38,6 +45,18 @@ class WorkerInfo:
         data["credentials"] = tuple(data["credentials"])
         known = {f for f in WorkerInfo.__dataclass_fields__}
         return WorkerInfo(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A position on the bus: event number ``seq`` of the numbering ``epoch`` (a Redis that lost its
+    memory starts a new numbering; positions of different epochs are not comparable)."""
+
+    epoch: str
+    seq: int
+
+    def covers(self, other: Mark) -> bool:
+        return self.epoch == other.epoch and self.seq >= other.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +120,14 @@ class BusError(Exception):
 class Delivery:
     events: list[Event] = field(default_factory=list)
     resync: bool = False  # the bus was unreachable and is back: events may have been missed
+    mark: Mark | None = None  # the position of the last event in ``events`` (None: no numbered event)
 
 
 class ControlBus(Protocol):
     async def start(self) -> None: ...
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, event: Event) -> Mark: ...
     async def receive(self) -> Delivery: ...
+    async def head(self) -> Mark: ...  # the position of the last event published so far
     async def register(self, info: WorkerInfo) -> None: ...
     async def unregister(self, worker_id: str) -> None: ...
     async def workers(self) -> list[WorkerInfo]: ...

@@ -1,21 +1,34 @@
 """Control bus and worker registry in Redis: every worker of every instance sharing one Redis.
 
-Events go over pub/sub; each worker's registry entry is a key that expires unless its heartbeat
-renews it, so a dead worker disappears by itself. Pub/sub delivers nothing that happened while a
-subscriber was disconnected, so after a reconnect the delivery says ``resync``: the worker then
-reloads its config from the file, whatever it may have missed.
+Events go over pub/sub, numbered by one script that counts and publishes in one step (so the
+numbers arrive in order); the counter and a random epoch live in one hash, so a Redis that lost
+its memory starts a new epoch rather than reusing numbers a worker has seen already. Each
+worker's registry entry is a key that expires unless its heartbeat renews it, so a dead worker
+disappears by itself. Pub/sub delivers nothing that happened while a subscriber was
+disconnected, so after a reconnect the delivery says ``resync``: the worker then reloads its
+config from the file and drops its key cache, whatever it may have missed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from faregate.store.base import HEARTBEAT_EXPIRY, BusError, Delivery, Event, WorkerInfo, decode_event, encode_event
+from faregate.store.base import HEARTBEAT_EXPIRY, BusError, Delivery, Event, Mark, WorkerInfo, decode_event, encode_event
 
 CHANNEL = "faregate:control"
+SEQUENCE = "faregate:control:sequence"  # hash: epoch, seq
+# KEYS[1] = SEQUENCE; ARGV = channel, event, a new epoch in case there is none. Message: "<epoch> <seq> <event>".
+PUBLISH = """
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[3])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. seq .. ' ' .. ARGV[2])
+return {epoch, seq}
+"""
 WORKER_PREFIX = "faregate:worker:"
 POLL_SECONDS = 0.2
 TIMEOUT_SECONDS = 1.0
@@ -46,11 +59,19 @@ class RedisBus:
         self._pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(CHANNEL)
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event) -> Mark:
         try:
-            await self._redis().publish(CHANNEL, encode_event(event))
+            epoch, seq = await self._redis().eval(PUBLISH, 1, SEQUENCE, CHANNEL, encode_event(event), secrets.token_hex(8))
         except (RedisError, OSError) as exc:
             raise BusError(_describe(exc)) from exc
+        return Mark(_text(epoch), int(seq))
+
+    async def head(self) -> Mark:
+        try:
+            epoch, seq = await self._redis().hmget(SEQUENCE, ["epoch", "seq"])
+        except (RedisError, OSError) as exc:
+            raise BusError(_describe(exc)) from exc
+        return Mark(_text(epoch) if epoch is not None else "", int(seq or 0))
 
     async def receive(self) -> Delivery:
         try:
@@ -61,9 +82,10 @@ class RedisBus:
             delivery = Delivery()
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
             while message is not None:
-                event = decode_event(message["data"])
+                mark, event = _unwrap(message["data"])
                 if event is not None:
                     delivery.events.append(event)
+                delivery.mark = mark or delivery.mark
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
             return delivery
         except (RedisError, OSError) as exc:
@@ -103,6 +125,20 @@ class RedisBus:
                 await self._client.aclose()
         except (RedisError, OSError):
             pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _unwrap(data: bytes | str) -> tuple[Mark | None, Event | None]:
+    """A published message: "<epoch> <seq> <event>" (a message without the numbering has no mark)."""
+    raw = data.encode() if isinstance(data, str) else data
+    epoch, _, rest = raw.partition(b" ")
+    seq, _, body = rest.partition(b" ")
+    if not seq.isdigit():
+        return None, decode_event(raw)
+    return Mark(epoch.decode(errors="replace"), int(seq)), decode_event(body)
 
 
 def _describe(exc: BaseException) -> str:

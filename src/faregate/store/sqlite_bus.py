@@ -1,7 +1,8 @@
 """Control bus and worker registry in a SQLite file: every worker and instance on one host.
 
-Events are rows with an increasing sequence number that each worker reads past its cursor
-(polled every ``POLL_SECONDS``); the registry is one row per worker. All SQL runs in a thread so
+Events are rows with an increasing sequence number (AUTOINCREMENT: never reused, and one writer
+at a time, so every reader sees them in that order) that each worker reads past its cursor
+(polled every ``POLL_SECONDS``); that number is the event's Mark. The registry is one row per worker. All SQL runs in a thread so
 the event loop never waits on the file lock.
 """
 
@@ -12,9 +13,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from faregate.store.base import BusError, Delivery, Event, WorkerInfo, decode_event, encode_event
+from faregate.store.base import BusError, Delivery, Event, Mark, WorkerInfo, decode_event, encode_event
 
 POLL_SECONDS = 0.2
+EPOCH = ""  # one numbering for the life of the file
 SETUP_SECONDS = 5.0
 KEEP_EVENTS_SECONDS = 300.0
 SCHEMA = """
@@ -66,14 +68,28 @@ class SqliteBus:
             except sqlite3.Error as exc:
                 raise BusError(f"control bus file {self.path.name}: {exc}") from None
 
+    async def _insert(self, sql: str, args: tuple[object, ...]) -> int:
+        """One INSERT; the new row's id (lastrowid, not RETURNING: older SQLite builds lack it)."""
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(lambda: int(self._connect().execute(sql, args).lastrowid or 0))
+            except sqlite3.Error as exc:
+                raise BusError(f"control bus file {self.path.name}: {exc}") from None
+
     async def start(self) -> None:
         rows = await self._run("SELECT COALESCE(MAX(seq), 0) FROM control_events")
         self._cursor = int(rows[0][0])  # type: ignore[call-overload]
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event) -> Mark:
         now = time.time()
-        await self._run("INSERT INTO control_events (at, body) VALUES (?, ?)", (now, encode_event(event)))
+        seq = await self._insert("INSERT INTO control_events (at, body) VALUES (?, ?)", (now, encode_event(event)))
         await self._run("DELETE FROM control_events WHERE at < ?", (now - KEEP_EVENTS_SECONDS,))
+        return Mark(EPOCH, seq)
+
+    async def head(self) -> Mark:
+        """The last number given out (sqlite_sequence keeps it when old events are deleted)."""
+        rows = await self._run("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'control_events'), 0)")
+        return Mark(EPOCH, int(rows[0][0]))  # type: ignore[call-overload]
 
     async def receive(self) -> Delivery:
         await asyncio.sleep(POLL_SECONDS)
@@ -84,6 +100,8 @@ class SqliteBus:
             event = decode_event(body)  # type: ignore[arg-type]
             if event is not None:
                 delivery.events.append(event)
+        if rows:
+            delivery.mark = Mark(EPOCH, self._cursor)
         return delivery
 
     async def register(self, info: WorkerInfo) -> None:
