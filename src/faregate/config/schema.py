@@ -6,16 +6,43 @@ Secrets appear here only as *references* (``${ENV}``, ``os.environ/NAME``, ``key
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIB = 1024 * 1024
 PROVIDER_TYPES = ("openai", "mock")
+ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9_-]+(\.[a-z0-9_-]+)*)(:[0-9]{1,5})?")  # "null" is refused
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class CorsConfig(Strict):
+    """Browser access (CORS), off unless ``server.cors`` is set. An origin is ``scheme://host[:port]``
+    exactly as a browser sends it, or ``"*"`` alone for any origin (never with credentials)."""
+
+    origins: list[str] = Field(min_length=1, max_length=100)
+    allow_credentials: bool = Field(False, description="let browsers send cookies or HTTP auth (never with '*')")
+    max_age: int = Field(600, ge=0, le=86_400, description="seconds a browser may reuse a preflight answer")
+
+    @field_validator("origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("'*' already allows every origin: list it alone or list origins without it")
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin[:100]!r} is not an origin: write scheme://host[:port], lower case, no path or trailing slash")
+        return origins
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if self.allow_credentials and self.origins == ["*"]:
+            raise ValueError("allow_credentials cannot be used with origins ['*']: list the origins that may send credentials")
+        return self
 
 
 class ServerConfig(Strict):
@@ -25,8 +52,28 @@ class ServerConfig(Strict):
     master_key: str | None = None
     auth: Literal["key", "none"] = "key"
     max_body_bytes: int = Field(32 * MIB, ge=1024)
+    max_reply_bytes: int = Field(32 * MIB, ge=1024, description="an upstream reply (not streamed) longer than this is a 502")
     stream_heartbeat: float = Field(15.0, gt=0, description="seconds of upstream silence before an SSE comment is sent")
+    max_event_bytes: int = Field(
+        8 * MIB, ge=1024, description="one upstream SSE event, in bytes; a larger one ends the stream with an error"
+    )
     log_requests: bool = True
+    cors: CorsConfig | None = None
+    # connection limits (faregate.server.protocol); each worker applies them when it starts, never on reload
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request's headers, from connecting or from its first byte")
+    keep_alive_timeout: float = Field(15.0, gt=0, description="seconds an idle keep-alive connection is kept open")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request body may pause between bytes")
+    max_connections: int | None = Field(None, ge=1, description="open connections per worker; default: half the open-file limit")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, in bytes")
+    max_headers: int = Field(100, ge=1)
+
+
+CONNECTION_LIMITS = ("header_timeout", "keep_alive_timeout", "body_timeout", "max_connections", "max_header_bytes", "max_headers")
+
+
+def connection_limits(server: ServerConfig) -> dict[str, object]:
+    """The server fields a worker applies when it starts (a reload cannot change them)."""
+    return {name: getattr(server, name) for name in CONNECTION_LIMITS}
 
 
 class StateConfig(Strict):

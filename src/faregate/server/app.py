@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 from faregate.config import runtime
-from faregate.errors import MethodNotAllowed, RouteNotFound
+from faregate.errors import FaregateError, MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, openai_api, ops_api
-from faregate.server.http import Receive, Scope, Send, send_error
+from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, openai_api, ops_api, protocol
+from faregate.server.auth import authenticate, authenticate_admin
+from faregate.server.cors import Cors
+from faregate.server.http import ASGIApp, Receive, Scope, Send, send_error
 from faregate.server.middleware import ErrorGuard
 from faregate.server.openai_api import Handler
 
@@ -20,8 +22,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/completions": {"POST": openai_api.proxy("completions")},
     "/v1/embeddings": {"POST": openai_api.proxy("embeddings")},
     "/v1/models": {"GET": openai_api.models},
-    "/healthz": {"GET": ops_api.healthz},
-    "/readyz": {"GET": ops_api.readyz},
+    "/healthz": {"GET": ops_api.healthz, "HEAD": ops_api.healthz},
+    "/readyz": {"GET": ops_api.readyz, "HEAD": ops_api.readyz},
     "/metrics": {"GET": ops_api.metrics},
     "/admin/reload": {"POST": admin_api.reload},
     "/admin/workers": {"GET": admin_api.workers},
@@ -32,9 +34,18 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/admin/spend": {"GET": admin_spend.aggregate},
     "/admin/spend/logs": {"GET": admin_spend.logs},
 }
-PREFIXES: dict[str, Handler] = {"/admin/keys/": admin_keys.handle, "/admin/teams/": admin_teams.handle}  # /admin/keys/{id}[/rotate|/revoke]
+PREFIXES: dict[str, Handler] = {
+    "/admin/keys/": admin_keys.handle,  # /admin/keys/{id}[/rotate|/revoke]
+    "/admin/teams/": admin_teams.handle,
+    "/v1/models/": openai_api.model,  # /v1/models/{id}, where an id may hold slashes
+    "/models/": openai_api.model,
+}
 # the same routes without /v1, as OpenAI clients configured with a bare base URL send them
 ROUTES.update({path.removeprefix("/v1"): methods for path, methods in list(ROUTES.items()) if path.startswith("/v1/")})
+# an unknown path under these is called unknown only to a caller with a valid key (else 401), so
+# a bad key learns nothing from probing; the bare OpenAI paths count as proxied ones too
+PROXIED = ("/v1/", "/chat/", "/completions", "/embeddings", "/models")
+ADMIN = ("/admin/", "/cache/")
 
 
 class Router:
@@ -43,7 +54,7 @@ class Router:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return
         if scope["type"] != "http":
             return
@@ -53,7 +64,7 @@ class Router:
                 if scope["path"].startswith(prefix):
                     await prefixed(self.gateway, scope, receive, send)
                     return
-            await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {scope['path']!r}; the routes are listed in the README"))
+            await self._unknown(scope, send)
             return
         handler = methods.get(scope["method"])
         if handler is None:
@@ -66,7 +77,19 @@ class Router:
             return
         await handler(self.gateway, scope, receive, send)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _unknown(self, scope: Scope, send: Send) -> None:
+        path = scope["path"]
+        try:
+            if path.startswith(ADMIN):
+                authenticate_admin(self.gateway.keyring.current, scope)
+            elif path.startswith(PROXIED):
+                await authenticate(self.gateway, self.gateway.keyring.current, scope)
+        except FaregateError as err:
+            await send_error(send, err)
+            return
+        await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {path!r}; the routes are listed in the README"))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -75,6 +98,8 @@ class Router:
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if "state" in scope:  # uvicorn hands the lifespan state to every connection's protocol
+                    scope["state"][protocol.STATE_KEY] = protocol.ConnectionLimits.of(self.gateway.keyring.current.generation.server)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.gateway.stop()
@@ -82,11 +107,16 @@ class Router:
                 return
 
 
-def build_app(gateway: Gateway) -> ErrorGuard:
-    return ErrorGuard(Router(gateway))
+def build_app(gateway: Gateway) -> ASGIApp:
+    """Cors (only when the config the process starts with sets ``server.cors``: nothing is wrapped,
+    and nothing costs, otherwise) -> ErrorGuard -> Router."""
+    app: ASGIApp = ErrorGuard(Router(gateway))
+    if gateway.keyring.current.generation.server.cors is not None:
+        app = Cors(app, lambda: gateway.keyring.current.generation.server.cors)
+    return app
 
 
-def create_app() -> ErrorGuard:
+def create_app() -> ASGIApp:
     """uvicorn factory: each worker process builds its own Gateway from the config file."""
     settings = runtime.current()
     logs.setup(settings.log_level)  # worker processes start with no logging configured
