@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate.config.state import state_dir
 from faregate.control import Controller
 from faregate.credentials.keyring import Keyring, build
 from faregate.credentials.virtual import VirtualKeys
@@ -37,6 +38,7 @@ from faregate.upstream import Upstream
 
 log = logging.getLogger("faregate.gateway")
 METRICS_FLUSH_SECONDS = 1.0
+UNKNOWN_MODEL = "(unknown)"  # the metrics label of every requested model that is not a configured public model
 
 
 def make_bus(generation: Generation) -> ControlBus:
@@ -44,10 +46,7 @@ def make_bus(generation: Generation) -> ControlBus:
     state = generation.state
     if state.redis:
         return RedisBus(state.redis)
-    database = state.database
-    if database.startswith("sqlite:///"):
-        return SqliteBus(Path(database.removeprefix("sqlite:///")).parent / "control.db")
-    return SqliteBus(Path(".faregate") / "control.db")
+    return SqliteBus(state_dir(state, generation.source.parent) / "control.db")
 
 
 def make_limiter(generation: Generation) -> Limiter:
@@ -94,10 +93,12 @@ class Gateway:
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
 
-    def _key_changed(self, event: VirtualKeyChanged | TeamChanged) -> None:
+    def _key_changed(self, event: VirtualKeyChanged | TeamChanged | None) -> None:
         if self.keys is None:
             return
-        if isinstance(event, TeamChanged):
+        if event is None:  # the controller cannot vouch for the cache (missed or in-flight changes): drop it all
+            self.keys.clear()
+        elif isinstance(event, TeamChanged):
             self.keys.invalidate_team(event.team_id)
         else:
             self.keys.invalidate(event.key_hash)
@@ -127,6 +128,8 @@ class Gateway:
         """Record a finished request: metrics and the one log line."""
         elapsed = now - ex.started
         model = ex.model or "-"
+        if ex.model and (ex.generation is None or ex.model not in ex.generation.models):
+            model = UNKNOWN_MODEL  # a name the client chose: one label for all of them, or metrics grow without bound
         deployment = ex.deployment.label if ex.deployment else "-"
         m = self.metrics
         m.dirty = True
@@ -162,6 +165,7 @@ class Gateway:
                     "credential": ex.credential.label if ex.credential else None,
                     "generation": ex.generation.id if ex.generation else None,
                     "fallback_from": ex.fallback_from,
+                    "upstream_request_id": ex.upstream_request_id,
                     "status": ex.status,
                     "error": ex.error_code,
                     "attempts": ex.attempts,
@@ -172,6 +176,20 @@ class Gateway:
                     "cost_usd": ex.cost,
                 }
             )
+
+    def usage_anomaly(self, ex: Exchange) -> None:
+        """An upstream reported usage that cannot be true (negative, not a whole number, beyond
+        ``MAX_TOKENS``): say so, count it, and treat the usage as unknown, so the request is charged
+        its whole reservation (``limits.settle``) and its cost is recorded as unknown, never negative."""
+        assert ex.usage is not None
+        deployment = ex.deployment.label if ex.deployment else "-"
+        log.warning(
+            f"upstream {deployment} reported invalid usage ({ex.usage.anomaly}); treated as unknown: "
+            f"a budgeted key is charged its whole reservation (request {ex.request_id})"
+        )
+        self.metrics.inc("faregate_usage_anomalies_total", (deployment,))
+        ex.usage = None
+        ex.cost = None
 
     # metrics -------------------------------------------------------------------------------------
     def _gauges(self) -> dict[str, dict[Labels, float]]:

@@ -154,7 +154,7 @@ def _error(response: httpx.Response) -> dict[str, str]:
             "'stream' must be a boolean",
         ),
         (b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff"}]}', "invalid_json", "not valid JSON"),
-        (b"[" * 5000 + b"]" * 5000, "invalid_json", "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "invalid_json", "more than 254 levels deep"),
     ],
 )
 def test_bad_requests_are_400_and_never_forwarded(
@@ -225,12 +225,14 @@ def test_body_size_limit_is_413(gateway: GatewayProcess, upstream: FakeOpenAI) -
 
 
 def test_unknown_route_and_method(gateway: GatewayProcess) -> None:
-    response = httpx.get(gateway.url + "/v1/nope")
+    auth = {"authorization": f"Bearer {MASTER_KEY}"}
+    assert httpx.get(gateway.url + "/v1/nope").status_code == 401  # a caller without a valid key learns nothing
+    response = httpx.get(gateway.url + "/v1/nope", headers=auth)
     assert response.status_code == 404 and _error(response)["code"] == "unknown_url"
     response = httpx.get(gateway.url + "/v1/chat/completions")
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     for odd in ("//v1/chat/completions", "/v1/chat/completions/", "/V1/CHAT/COMPLETIONS", "/v1/chat/completions;x=1"):
-        assert httpx.post(gateway.url + odd, content=b"{}").status_code == 404
+        assert httpx.post(gateway.url + odd, content=b"{}", headers=auth).status_code == 404
 
 
 def test_ops_endpoints(gateway: GatewayProcess) -> None:

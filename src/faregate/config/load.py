@@ -5,6 +5,7 @@ Checks here need no secrets; resolving references is the keyring's job.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import types
 import typing
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from faregate.config.prices import price_table
 from faregate.config.schema import PROVIDER_TYPES, Config
+from faregate.config.secretlike import looks_like_secret
 from faregate.errors import ConfigError, Problem
 
 
@@ -54,7 +56,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         except TypeError:  # construct_mapping reports an unhashable key with its line
             continue
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            shown = "(not shown: it looks like a secret)" if looks_like_secret(str(key)) else repr(key)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {shown}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -111,11 +114,14 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    """Each error with its path and what was expected; an input value only where it cannot be a secret
+    (pydantic's own rendering always shows the input, so only ``msg`` and the path are used)."""
     problems = []
     for err in exc.errors():
-        loc = err["loc"]
+        loc = tuple(_shown_part(part) for part in err["loc"])
         path = format_path(loc)
         kind = err["type"]
+        got = _got(loc, err["input"])
         if kind == "extra_forbidden":
             owner = _model_at(loc)
             hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
@@ -123,17 +129,55 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
             path = format_path(loc[:-1]) or "(top level)"
         elif kind == "literal_error" and loc and loc[-1] == "type":
             hint = did_you_mean(err["input"], PROVIDER_TYPES) if isinstance(err["input"], str) else ""
-            message = f"unknown provider type {err['input']!r}{hint}; supported: {', '.join(PROVIDER_TYPES)}"
+            shown = _shown(loc, err["input"])
+            named = f" {shown}" if shown is not None else got
+            message = f"unknown provider type{named}{hint}; supported: {', '.join(PROVIDER_TYPES)}"
         elif kind == "literal_error" and isinstance(err["input"], str):
-            message = f"{err['msg']} (got {err['input']!r}){did_you_mean(err['input'], _literal_choices(loc))}"
+            message = f"{err['msg']}{got}{did_you_mean(err['input'], _literal_choices(loc))}"
         elif kind == "missing":
             message = "required field is missing"
-        elif _is_secret_field(loc):  # never echo what may be a secret
-            message = err["msg"]
+        elif kind == "value_error":  # a schema validator's own sentence, without pydantic's prefix
+            message = err["msg"].removeprefix("Value error, ")
         else:
-            message = f"{err['msg']} (got {err['input']!r})" if not isinstance(err["input"], dict | list) else err["msg"]
+            message = err["msg"] + got
+        value = err["input"]
+        if isinstance(value, str) and len(value) >= 6 and value in message and _shown(loc, value) is None:
+            message = message.replace(value, "(the value, not shown)")  # a validator's own sentence that quotes it
         problems.append(Problem(path, message))
     return problems
+
+
+_HIDDEN_KEY = "(a key not shown: it looks like a secret)"
+
+
+def _shown_part(part: int | str) -> int | str:
+    """A path element as printed: a mapping key that looks like a secret is not."""
+    return _HIDDEN_KEY if isinstance(part, str) and looks_like_secret(part) else part
+
+
+def _shown(loc: typing.Sequence[int | str], value: Any) -> str | None:
+    """The input's repr when it cannot be a secret: a short scalar outside every secret-holding field."""
+    if _is_secret_field(loc):
+        return None
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str) and len(value) <= 64 and not looks_like_secret(value):
+        return repr(value)
+    return None
+
+
+def _got(loc: typing.Sequence[int | str], value: Any) -> str:
+    """`` (got VALUE)``, or only its kind when it may be a secret (nothing for a mapping or list)."""
+    if isinstance(value, dict | list):
+        return ""
+    shown = _shown(loc, value)
+    if shown is not None:
+        return f" (got {shown})"
+    kind = _KINDS.get(type(value), f"a value of type {type(value).__name__}")
+    return f" (got {kind}; not shown, as it may be a secret)"
+
+
+_KINDS = {str: "a string", int: "a number", float: "a number", bool: "a boolean", datetime.date: "a date", datetime.datetime: "a date"}
 
 
 def _literal_choices(loc: typing.Sequence[int | str]) -> tuple[str, ...]:
@@ -148,12 +192,13 @@ def _literal_choices(loc: typing.Sequence[int | str]) -> tuple[str, ...]:
     return tuple(str(a) for a in typing.get_args(annotation))
 
 
-_SECRET_FIELDS = frozenset({"key", "master_key"})
+_SECRET_FIELDS = frozenset({"key", "master_key", "base_url", "database", "redis", "credentials", "headers", _HIDDEN_KEY})
 
 
 def _is_secret_field(loc: typing.Sequence[int | str]) -> bool:
-    """A field that holds a secret reference, or a header value (which may carry a token)."""
-    return bool(loc) and (loc[-1] in _SECRET_FIELDS or (len(loc) >= 2 and loc[-2] == "headers"))
+    """Anywhere a secret, or a URL with a password in it, may be written: a credential, a header,
+    the master key, base_url, the state URLs (and anything inside them)."""
+    return any(part in _SECRET_FIELDS for part in loc)
 
 
 def validate(data: Any) -> Config:
@@ -215,17 +260,9 @@ def semantic_problems(config: Config) -> list[Problem]:
                         "warning",
                     )
                 )
-            if (dep.rpm is not None or dep.tpm is not None) and config.state.redis is None and config.server.workers > 1:
-                problems.append(
-                    Problem(
-                        dpath,
-                        f"without state.redis, rpm/tpm are counted per worker process: with {config.server.workers} workers "
-                        f"up to {config.server.workers}x the limit can pass (set state.redis for one exact count)",
-                        "warning",
-                    )
-                )
         if deployments and all(d.weight == 0 for d in deployments):
             problems.append(Problem(f"models.{model}", "no enabled deployment (every weight is 0): every request will get 503", "warning"))
+    problems.extend(per_worker_limits(config, config.server.workers))
     for model, targets in config.fallbacks.items():
         if model not in config.models:
             problems.append(Problem(f"fallbacks.{model}", f"unknown model '{model}'{did_you_mean(model, config.models)}"))
@@ -236,6 +273,24 @@ def semantic_problems(config: Config) -> list[Problem]:
                 problems.append(Problem(f"fallbacks.{model}[{i}]", "a model cannot fall back to itself"))
     problems.extend(_fallback_cycles(config.fallbacks))
     return problems
+
+
+def per_worker_limits(config: Config, workers: int) -> list[Problem]:
+    """Deployment rpm/tpm that, without state.redis, each of ``workers`` processes counts on its own
+    (``check`` uses server.workers; ``serve --workers N`` asks again with N)."""
+    if config.state.redis is not None or workers <= 1:
+        return []
+    return [
+        Problem(
+            f"models.{model}[{i}]",
+            f"without state.redis, rpm/tpm are counted per worker process: with {workers} workers "
+            f"up to {workers}x the limit can pass (set state.redis for one exact count)",
+            "warning",
+        )
+        for model, deployments in config.models.items()
+        for i, dep in enumerate(deployments)
+        if dep.rpm is not None or dep.tpm is not None
+    ]
 
 
 def _fallback_cycles(fallbacks: dict[str, list[str]]) -> list[Problem]:

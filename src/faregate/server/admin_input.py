@@ -22,8 +22,10 @@ from faregate.server.auth import authenticate_admin
 from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
 
 MAX_PAGE = 100
+MAX_OFFSET = 10_000_000  # far beyond any real page, far below the databases' 64-bit OFFSET
 PERIODS = ("daily", "weekly", "monthly", "total")
 MAX_BODY = 64 * 1024
+METADATA_DEPTH = 32  # a key or team is shown inside a list page: it must stay far from orjson's 254-level write limit
 Action = Callable[[AsyncEngine], Awaitable[tuple[int, dict[str, Any]]]]
 
 
@@ -64,14 +66,21 @@ def query(scope: Scope) -> dict[str, str]:
 
 def page(scope: Scope, max_page: int = MAX_PAGE) -> tuple[int, int]:
     params = query(scope)
+    return integer(params, "limit", 50, 1, max_page), integer(params, "offset", 0, 0, MAX_OFFSET)
+
+
+def integer(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter in ``low..high`` (``default`` when absent); anything else,
+    including a number too large for the database, is refused naming the parameter and its range."""
+    if name not in params:
+        return default
     try:
-        limit = int(params.get("limit", "50"))
-        offset = int(params.get("offset", "0"))
-    except ValueError:
-        raise InvalidRequest("'limit' and 'offset' must be integers") from None
-    if not 1 <= limit <= max_page or offset < 0:
-        raise InvalidRequest(f"'limit' must be 1..{max_page} and 'offset' >= 0", param="limit" if not 1 <= limit <= max_page else "offset")
-    return limit, offset
+        value = int(params[name])
+    except ValueError:  # not a number, or more digits than Python converts
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}", param=name)
+    return value
 
 
 def _text(name: str, value: Any, *, nullable: bool) -> str | None:
@@ -108,9 +117,24 @@ def check_expires_at(value: Any) -> Any:
 
 
 def check_metadata(value: Any) -> Any:
-    if not isinstance(value, dict) or len(orjson.dumps(value)) > 16_384:
-        raise InvalidRequest("'metadata' must be an object of at most 16 KiB", param="metadata")
+    try:
+        size = len(orjson.dumps(value)) if isinstance(value, dict) else None
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        size = None
+    if size is None or size > 16_384 or _deeper(value, METADATA_DEPTH):
+        raise InvalidRequest(
+            f"'metadata' must be an object of at most 16 KiB, nested at most {METADATA_DEPTH} levels deep", param="metadata"
+        )
     return value
+
+
+def _deeper(value: Any, levels: int) -> bool:
+    """Whether the arrays and objects in ``value`` nest more than ``levels`` deep (``value`` is level 1)."""
+    if not isinstance(value, dict | list):
+        return False
+    if levels == 0:
+        return True
+    return any(_deeper(child, levels - 1) for child in (value.values() if isinstance(value, dict) else value))
 
 
 def check_enabled(value: Any) -> Any:

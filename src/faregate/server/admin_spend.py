@@ -36,7 +36,7 @@ async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
         query = _query(scope, AGGREGATE_PARAMS)
         group_by = _group_by(query.get("group_by", ""))
-        limit = _int(query, "limit", 100, 1, MAX_GROUPS)
+        limit = inputs.integer(query, "limit", 100, 1, MAX_GROUPS)
         filters = _filters(query)
         rows, more = await db.aggregate(engine, group_by, filters, limit)
         return 200, {"object": "spend", "group_by": group_by, **_window(filters), "data": rows, "has_more": more}
@@ -47,8 +47,8 @@ async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
 async def logs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
         query = _query(scope, LOG_PARAMS)
-        limit = _int(query, "limit", 50, 1, MAX_PAGE)
-        offset = _int(query, "offset", 0, 0, 10_000_000)
+        limit = inputs.integer(query, "limit", 50, 1, MAX_PAGE)
+        offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_OFFSET)
         filters = _filters(query)
         rows, more = await db.list_rows(engine, filters, limit, offset)
         return 200, {"object": "list", "data": rows, "limit": limit, "offset": offset, "has_more": more}
@@ -78,18 +78,6 @@ def _group_by(value: str) -> list[str]:
     if len(set(names)) != len(names):
         raise InvalidRequest("group_by names a field twice", param="group_by")
     return names
-
-
-def _int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    if name not in query:
-        return default
-    try:
-        value = int(query[name])
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}", param=name) from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}", param=name)
-    return value
 
 
 def _when(query: dict[str, str], name: str) -> tuple[float, bool] | None:

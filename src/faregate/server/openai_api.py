@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from faregate import costs, limits, ratelimit
 from faregate.credentials.keyring import Snapshot
 from faregate.credentials.virtual import VirtualKey
-from faregate.errors import FaregateError, KeyStoreUnavailable, PermissionDenied
+from faregate.errors import FaregateError, KeyStoreUnavailable, MethodNotAllowed, ModelNotFound, PermissionDenied
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
 from faregate.ratelimit import Limit
@@ -28,9 +28,14 @@ STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering
 
 
 def reply_headers(ex: Exchange) -> Headers:
-    headers: Headers = [(b"x-faregate-request-id", ex.request_id.encode()), *ex.ratelimit_headers]
+    """x-request-id (what the OpenAI SDKs show as ``_request_id``) is faregate's request id, the one
+    in x-faregate-request-id, the spend log and the log line; the upstream's own is beside it."""
+    request_id = ex.request_id.encode()
+    headers: Headers = [(b"x-request-id", request_id), (b"x-faregate-request-id", request_id), *ex.ratelimit_headers]
     if ex.generation is not None:
         headers.append((b"x-faregate-generation", ex.generation.id.encode()))
+    if ex.upstream_request_id is not None:
+        headers.append((b"x-faregate-upstream-request-id", ex.upstream_request_id.encode()))
     dep = ex.deployment
     if dep is not None and ex.status < 300:
         headers.append((b"x-faregate-provider", dep.provider.name.encode()))
@@ -41,6 +46,8 @@ def reply_headers(ex: Exchange) -> Headers:
             headers.append((b"x-faregate-fallback", f"{ex.fallback_from} -> {dep.public_model}".encode()))
         if ex.cost is not None:
             headers.append((b"x-faregate-cost-usd", f"{ex.cost:.8f}".encode()))
+        if ex.processing_ms is not None:
+            headers.append((b"openai-processing-ms", ex.processing_ms.encode()))
     return headers
 
 
@@ -56,11 +63,12 @@ def proxy(endpoint: Endpoint) -> Handler:
         try:
             try:
                 principal = await authenticate(gw, snap, scope)
+                if principal is not None:  # before the body: a refused body is still this key's request
+                    ex.key_id, ex.team_id, ex.user_id = principal.id, principal.team_id, principal.user_id
                 body = await read_body(scope, receive, snap.generation.server.max_body_bytes)
                 payload = validate.parse(endpoint, body)
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
                 if principal is not None:
-                    ex.key_id, ex.team_id, ex.user_id = principal.id, principal.team_id, principal.user_id
                     if not principal.allows(ex.model):
                         raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
                     await _rate_limit(gw, principal, ex, payload)
@@ -77,6 +85,8 @@ def proxy(endpoint: Endpoint) -> Handler:
                 await stream(answer, ex, receive, send)
         finally:
             gw.metrics.in_flight -= 1
+            if ex.usage is not None and ex.usage.anomaly is not None:  # invalid counts: the usage is unknown from here on
+                gw.usage_anomaly(ex)
             if reservation is not None and gw.engine is not None:  # settled in the background: a cancelled request still settles
                 answered = 200 <= ex.status < 300 or ex.ttfb is not None  # a stream cut or abandoned midway used tokens
                 gw.spawn(limits.settle(gw.engine, reservation, ex.cost, answered))
@@ -168,7 +178,7 @@ async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         return
     created = int(snap.generation.loaded_at)
     names = sorted(name for name in snap.generation.models if principal is None or principal.allows(name))  # only what the key may use
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "faregate"} for name in names]
+    data = [_model_object(name, created) for name in names]
     await send_bytes(
         send,
         200,
@@ -176,3 +186,27 @@ async def models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
         b"application/json",
         [(b"x-faregate-generation", snap.generation.id.encode())],
     )
+
+
+async def model(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """`GET /v1/models/{id}` (and `/models/{id}`; an id may hold slashes): the model if this key may
+    use it, else 404 ``model_not_found``, the same for a model that does not exist and for one the
+    key may not use, so nothing about other keys' models is revealed."""
+    snap = gw.keyring.current
+    name = scope["path"].partition("/models/")[2]
+    try:
+        principal = await authenticate(gw, snap, scope)
+        if scope["method"] != "GET":
+            await send_error(send, MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use GET"), [(b"allow", b"GET")])
+            return
+        if name not in snap.generation.models or (principal is not None and not principal.allows(name)):
+            raise ModelNotFound(f"the model {name[:200]!r} does not exist or this API key may not use it", param="model")
+    except FaregateError as err:
+        await send_error(send, err)
+        return
+    body = orjson.dumps(_model_object(name, int(snap.generation.loaded_at)))
+    await send_bytes(send, 200, body, b"application/json", [(b"x-faregate-generation", snap.generation.id.encode())])
+
+
+def _model_object(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "faregate"}

@@ -11,13 +11,23 @@ JSON = b"application/json"
 
 
 async def healthz(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await send_bytes(send, 200, b'{"status":"ok"}', JSON)
+    await _answer(scope, send, b'{"status":"ok"}')
 
 
 async def readyz(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     gen = gw.keyring.current.generation
     body = {"status": "ready", "generation": gen.id, "models": len(gen.models), "providers": len(gen.providers)}
-    await send_bytes(send, 200, orjson.dumps(body), JSON)
+    await _answer(scope, send, orjson.dumps(body))
+
+
+async def _answer(scope: Scope, send: Send, body: bytes) -> None:
+    """GET: the body; HEAD: the same headers (Content-Length of the body GET would send), no body."""
+    if scope["method"] != "HEAD":
+        await send_bytes(send, 200, body, JSON)
+        return
+    headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
