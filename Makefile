@@ -5,6 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_KEY ?= sk-faregate-demo
+# `make run PORT=4100 HOST=0.0.0.0`: only values given on the command line count (`:=` ignores an
+# inherited $PORT or $HOST, which shells and platforms set for their own purposes).
+HOST := 127.0.0.1
+PORT := 4000
+# `make bench ARGS=--quick` (make would take `make bench --quick` as an option of its own).
+ARGS :=
 APT_PACKAGES := nginx wrk redis-server postgresql
 
 .PHONY: install run test lint bench bench-compare system-deps clean
@@ -28,11 +34,11 @@ system-deps:
 
 run: install
 	@echo ""
-	@echo "  faregate demo on http://127.0.0.1:4000  (mock provider, no upstream keys needed)"
+	@echo "  faregate demo on http://$(HOST):$(PORT)  (mock provider, no upstream keys needed; another port: make run PORT=N)"
 	@echo "  demo key: $(DEMO_KEY)"
-	@echo "  try:  curl -s http://127.0.0.1:4000/v1/chat/completions -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
+	@echo "  try:  curl -s http://$(HOST):$(PORT)/v1/chat/completions -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
 	@echo ""
-	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml
+	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml --host '$(HOST)' --port '$(PORT)'
 
 test: install system-deps
 	$(PY) -m pytest
@@ -45,10 +51,10 @@ lint: install
 	$(PY) -m pytest -q tests/test_module_size.py
 
 bench: install system-deps
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
 
 bench-compare: install system-deps
-	$(PY) -m bench --compare
+	$(PY) -m bench --compare $(ARGS)
 
 clean:
 	rm -rf $(VENV) .faregate .pytest_cache .mypy_cache .ruff_cache

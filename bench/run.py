@@ -1,4 +1,8 @@
-"""Entry point: ``python -m bench [--compare] [--quick] ...`` from the repository root."""
+"""Entry point: ``python -m bench [--compare] [--quick] [--record] ...`` from the repository root.
+
+Results go to ``bench/results/local/`` (untracked) unless ``--record`` is given: then a full run
+replaces the tracked record, ``bench/results/latest.*``. A run never changes a tracked file unasked.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,13 @@ from bench import httpcheck, mock
 from bench.phases import Settings, measure
 from bench.procs import ProcGroup, free_port
 from bench.report import machine_info, render
-from bench.targets import BENCH_DIR, DIRECT_PATHS, UPSTREAM_KEY, base_env, build_targets
+from bench.targets import BENCH_DIR, DIRECT_PATHS, REPO, UPSTREAM_KEY, base_env, build_targets
+
+RECORD_OUT = BENCH_DIR / "results"  # tracked: written only with --record
+LOCAL_OUT = RECORD_OUT / "local"  # ignored by git: every other run
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="faregate benchmark")
     p.add_argument("--compare", action="store_true", help="also measure LiteLLM Proxy")
     p.add_argument("--quick", action="store_true", help="short smoke run (~2-3 s per phase)")
@@ -34,11 +41,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="wrk threads (capped at conns)")
     p.add_argument("--plain-rate", type=float, default=40.0, help="open-loop plain req/s")
     p.add_argument("--stream-rate", type=float, default=5.0, help="open-loop streams/s")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="results folder")
+    p.add_argument("--out", type=Path, default=None, help=f"results folder (default {LOCAL_OUT.relative_to(REPO)}, untracked)")
+    p.add_argument("--record", action="store_true", help=f"write the tracked record, {RECORD_OUT.relative_to(REPO)}/latest.*")
     p.add_argument("--keep-tmp", action="store_true", help="keep configs and logs after the run")
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.record and (a.quick or a.out is not None):
+        p.error("--record writes the tracked record of a full run: not with --quick or --out")
+    return a
+
+
+def results_dir(a: argparse.Namespace, interrupted: bool) -> Path:
+    """``--out``, else the untracked folder; the tracked record only for a complete ``--record`` run."""
+    if a.out is not None:
+        return Path(a.out)
+    return RECORD_OUT if a.record and not interrupted else LOCAL_OUT
 
 
 def _settings(a: argparse.Namespace) -> Settings:
@@ -107,7 +125,7 @@ def _run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parse(argv)
+    a = parse(argv)
     for tool, hint in ((a.nginx, "nginx"), (a.wrk, "wrk")):
         if not Path(tool).exists():
             print(f"missing {tool}: apt-get install -y {hint}", file=sys.stderr)
@@ -138,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted": interrupted,
     }
     md, doc = render(machine_info(a.nginx, a.wrk, a.compare), settings, results)
-    a.out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(a, interrupted)
+    out.mkdir(parents=True, exist_ok=True)
     stem = "interrupted" if interrupted else "latest"  # a partial run never replaces latest
-    (a.out / f"{stem}.md").write_text(md)
-    (a.out / f"{stem}.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     print(md)
+    print(f"[bench] written to {out / stem}.md and .json", file=sys.stderr)
     if interrupted:
         return 130
     return 1 if any(r["error"] for r in results) else 0

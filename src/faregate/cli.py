@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
@@ -14,12 +15,20 @@ import typer
 
 from faregate import __version__, remote
 from faregate.cli_keys import keys_app
+from faregate.cli_teams import spend, teams_app
 from faregate.config import runtime
+from faregate.config.load import per_worker_limits, read_yaml, validate
+from faregate.config.state import load_state
 from faregate.credentials.keyring import build
 from faregate.errors import ConfigError, Problem
 from faregate.generation import Generation
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="faregate: a self-hosted AI API gateway")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="faregate: a self-hosted AI API gateway",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 DEFAULT_URL = "http://127.0.0.1:4000"
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="config file (YAML)", exists=False)]
 
@@ -35,6 +44,64 @@ def _load(config: Path) -> tuple[Generation, list[Problem]]:
         raise typer.Exit(1) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")] = False,
+) -> None:
+    """faregate: a self-hosted AI API gateway"""
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why uvicorn would fail to listen on host:port, as one line, or None. Probed as it binds
+    (SO_REUSEADDR, so a port in TIME_WAIT is not "in use"), before anything is started."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"faregate: cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"faregate: port {port} on {host} is already in use; pick another with --port N (make run PORT=N)"
+            return f"faregate: cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def _worker_warnings(path: Path, warnings: list[Problem], generation: Generation, workers: int) -> list[Problem]:
+    """serve's warnings for the number of workers that runs (``--workers`` overrides server.workers):
+    the file's per-worker rpm/tpm warnings restated for it, and, without Redis, one for virtual keys'
+    and teams' limits, which are set through the admin API and so cannot be known at start."""
+    if generation.state.redis is not None:
+        return warnings
+    try:
+        config = validate(read_yaml(path))
+    except ConfigError:  # changed since it was loaded; the next reload reports it
+        return warnings
+    stale = per_worker_limits(config, generation.server.workers)
+    out = [w for w in warnings if w not in stale] + per_worker_limits(config, workers)
+    if workers > 1:
+        out.append(
+            Problem(
+                "state.redis",
+                f"not set: virtual keys' and teams' rpm/tpm/max_parallel are counted per worker process too: "
+                f"with {workers} workers up to {workers}x such a limit can pass (set state.redis for one exact count)",
+                "warning",
+            )
+        )
+    return out
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -44,14 +111,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _migrate(generation: Generation) -> None:
+def _migrate(database: str) -> None:
     """Apply database migrations once, before any worker starts."""
     import asyncio
 
     from faregate.store.db import make_engine, upgrade
 
     async def run() -> None:
-        engine = make_engine(generation.state.database)
+        engine = make_engine(database)
         try:
             await upgrade(engine)
         finally:
@@ -65,16 +132,24 @@ def _migrate(generation: Generation) -> None:
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(teams_app, name="teams")
 db_app = typer.Typer(help="the state database")
 app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption) -> None:
-    """Apply every database migration not applied yet (serve does this at start too)."""
-    generation, _ = _load(config)
-    _migrate(generation)
-    typer.echo(f"{generation.state.database.split('@')[-1]}: up to date")
+    """Apply every database migration not applied yet (serve does this at start too).
+
+    Reads only the config's `state` section: no provider secret or master key needs to be set."""
+    try:
+        state = load_state(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+    _migrate(state.database)
+    typer.echo(f"{state.database.split('@')[-1]}: up to date")
 
 
 @app.command()
@@ -111,17 +186,21 @@ def serve(
 
     logs.setup(log_level)
     generation, warnings = _load(config)
-    for problem in warnings:
-        typer.echo(str(problem), err=True)
     server = generation.server
     bind = host or server.host
     n_workers = workers or server.workers
+    for problem in _worker_warnings(config, warnings, generation, n_workers):
+        typer.echo(str(problem), err=True)
     if server.auth == "none" and not _is_loopback(bind):
         typer.echo(f"auth: none -> binding to 127.0.0.1 instead of {bind}: a gateway without auth is never exposed", err=True)
         bind = "127.0.0.1"
     elif server.auth == "none":
         typer.echo("auth: none -> no key is required; listening on loopback only", err=True)
-    _migrate(generation)
+    cannot_listen = _cannot_listen(bind, port or server.port)
+    if cannot_listen is not None:
+        typer.echo(cannot_listen, err=True)
+        raise typer.Exit(1)
+    _migrate(generation.state.database)
     metrics_dir = Path(tempfile.mkdtemp(prefix="faregate-metrics-")) if n_workers > 1 else None
     runtime.export(config.resolve(), metrics_dir, log_level, f"{socket.gethostname()}-{os.getpid()}")
     url = f"http://{bind}:{port or server.port}"
@@ -138,19 +217,25 @@ def serve(
             port=port or server.port,
             workers=n_workers,
             loop="uvloop",
-            http="httptools",
+            http="faregate.server.protocol:GuardedProtocol",  # httptools with connection limits (server.header_timeout...)
             lifespan="on",
             access_log=False,
             log_config=None,
             server_header=False,
             timeout_graceful_shutdown=30,
         )
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind: taken since the probe above
+        cannot_listen = _cannot_listen(bind, port or server.port) if exc.code not in (0, None) else None
+        if cannot_listen is None:
+            raise
+        typer.echo(cannot_listen, err=True)
+        raise typer.Exit(1) from None
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-UrlOption = Annotated[str, typer.Option(help="a running gateway")]
+UrlOption = Annotated[str, typer.Option(envvar="FAREGATE_URL", help="a running gateway")]
 KeyOption = Annotated[str | None, typer.Option(help="master key (default: $FAREGATE_MASTER_KEY)")]
 
 
@@ -207,6 +292,9 @@ def verify(config: ConfigOption, url: UrlOption = DEFAULT_URL, key: KeyOption = 
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+app.command("spend")(spend)
 
 
 def main() -> None:

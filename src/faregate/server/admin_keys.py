@@ -2,26 +2,31 @@
 
 Bodies are checked against an allowlist: a field that is not settable (spend, owner, role, hash,
 anything unknown) is refused by name, never ignored. The secret is in the answer to create and
-rotate only. Every change is published on the bus so every worker drops the key from its cache.
+rotate only. Every change is published on the bus so every worker drops the key from its cache,
+and answers once every live worker has (admin_changes: 503 ``change_unconfirmed`` otherwise).
 """
 
 from __future__ import annotations
 
-import contextlib
+import datetime as dt
+import fnmatch
 import secrets
 import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate.config.load import did_you_mean
+from faregate.control import Confirmation
 from faregate.credentials.virtual import display_prefix, hash_key, new_secret
 from faregate.errors import InvalidRequest, RouteNotFound
 from faregate.gateway import Gateway
+from faregate.server import admin_changes as changes
 from faregate.server import admin_input as inputs
 from faregate.server.http import Receive, Scope, Send
 from faregate.store import keys as db
 from faregate.store import teams as teams_db
-from faregate.store.base import BusError, VirtualKeyChanged
+from faregate.store.base import Event, VirtualKeyChanged
 
 SETTABLE: inputs.Checkers = {
     "name": inputs.check_name,
@@ -65,14 +70,46 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _announce(gw: Gateway, action: str, *hashes: str | None) -> None:
+def _warnings(gw: Gateway, fields: dict[str, Any], now: float) -> list[str]:
+    """What is allowed but almost surely a mistake in a key's new fields: a ``models`` pattern that
+    matches no configured public model (the key cannot use it), an ``expires_at`` already past."""
+    configured = gw.keyring.current.generation.models
+    out = [
+        f"'models': {pattern!r} matches no configured model{did_you_mean(pattern, configured)}; the key cannot use it until one is configured"
+        for pattern in fields.get("models") or []
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in configured)
+    ]
+    if fields.get("expires_at") is not None and fields["expires_at"] <= now:
+        out.append(f"'expires_at' ({_utc(fields['expires_at'])}) is in the past: the key is refused from the start")
+    return out
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ended_grace(current: dict[str, Any], grace: float, now: float) -> list[str]:
+    """A key keeps one old secret: rotating while an earlier rotation's grace runs ends that grace now."""
+    until = current["previous_valid_until"]
+    if not current["previous_hash"] or until is None or until <= now:
+        return []
+    replaced = f"the secret replaced now works {grace:g} s more" if grace else "with no grace, the secret replaced now stops at once too"
+    return [
+        f"this rotation ends the grace of the secret replaced by the previous rotation: it stops working now, not at {_utc(until)} "
+        f"(a key keeps one old secret; {replaced})"
+    ]
+
+
+async def _announce(gw: Gateway, wait: float, action: str, *hashes: str | None) -> Confirmation:
+    """Drop the key here, tell every worker, wait until every live one has dropped it too."""
+    events: list[Event] = []
     for key_hash in hashes:
         if not key_hash:
             continue
         if gw.keys is not None:
             gw.keys.invalidate(key_hash)
-        with contextlib.suppress(BusError):  # if the bus is down, other workers fall back on the cache TTL
-            await gw.control.bus.publish(VirtualKeyChanged(key_hash=key_hash, action=action, origin=gw.control.worker_id))  # type: ignore[arg-type]
+        events.append(VirtualKeyChanged(key_hash=key_hash, action=action, origin=gw.control.worker_id))  # type: ignore[arg-type]
+    return await gw.control.announce(events, wait)
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,6 +121,7 @@ async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Rec
     parts = scope["path"].removeprefix("/admin/keys").strip("/").split("/") if scope["path"] != "/admin/keys" else []
     method = scope["method"]
     now = time.time()
+    wait = changes.timeout(scope)  # refused before anything changes
     if not parts and method == "POST":
         fields = inputs.fields(await inputs.body(scope, receive), {**SETTABLE, **OWNER}, COMPUTED, required=("name",))
         if fields.get("team_id") is not None and await teams_db.get_team(engine, fields["team_id"]) is None:
@@ -97,7 +135,7 @@ async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Rec
         new.update(fields)
         new.update(created_at=now, updated_at=now)
         await db.insert_key(engine, new)
-        return 201, {**_public(new), "key": secret}
+        return 201, {**_public(new), "key": secret, "warnings": _warnings(gw, fields, now)}
     if not parts and method == "GET":
         limit, offset = inputs.page(scope)
         rows, total = await db.list_keys(engine, limit, offset)
@@ -121,16 +159,16 @@ async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Rec
         if fields.get("enabled") and current["revoked_at"] is not None:
             raise InvalidRequest("a revoked key cannot be enabled again; create a new key", param="enabled")
         row = await db.update_key(engine, key_id, {**fields, "updated_at": now})
-        await _announce(gw, "updated", current["key_hash"], current["previous_hash"])
-        return 200, _public(row or current)
+        done = await _announce(gw, wait, "updated", current["key_hash"], current["previous_hash"])
+        return changes.answer(200, {**_public(row or current), "warnings": _warnings(gw, fields, now)}, done)
     if action == "" and method == "DELETE":
         await db.delete_key(engine, key_id)
-        await _announce(gw, "deleted", current["key_hash"], current["previous_hash"])
-        return 200, {"id": key_id, "deleted": True}
+        done = await _announce(gw, wait, "deleted", current["key_hash"], current["previous_hash"])
+        return changes.answer(200, {"id": key_id, "deleted": True}, done)
     if action == "revoke" and method == "POST":
         row = await db.update_key(engine, key_id, {"enabled": False, "revoked_at": now, "updated_at": now, "previous_valid_until": None})
-        await _announce(gw, "revoked", current["key_hash"], current["previous_hash"])
-        return 200, _public(row or current)
+        done = await _announce(gw, wait, "revoked", current["key_hash"], current["previous_hash"])
+        return changes.answer(200, _public(row or current), done)
     if action == "rotate" and method == "POST":
         grace = (await inputs.body(scope, receive)).get("grace_seconds", 0)
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 30 * 86400:
@@ -142,6 +180,6 @@ async def _dispatch(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Rec
         else:
             values.update(previous_hash=None, previous_valid_until=None)
         row = await db.update_key(engine, key_id, values)
-        await _announce(gw, "rotated", current["key_hash"], current["previous_hash"])
-        return 200, {**_public(row or current), "key": secret}
+        done = await _announce(gw, wait, "rotated", current["key_hash"], current["previous_hash"])
+        return changes.answer(200, {**_public(row or current), "key": secret, "warnings": _ended_grace(current, grace, now)}, done)
     raise RouteNotFound(f"unknown URL {method} {scope['path']!r}")
