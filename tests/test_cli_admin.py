@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.procs import FAREGATE, MASTER_KEY, ROOT, GatewayProcess, run_cli
+from tests.support.procs import FAREGATE, MASTER_KEY, ROOT, GatewayProcess, free_port, run_cli
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "unpriced_requests")
@@ -203,3 +203,12 @@ def test_spend_sums_like_the_admin_api(gw: GatewayProcess, cli: Cli) -> None:
     assert as_json["group_by"] == ["model"] and sum(r["requests"] for r in as_json["data"]) >= 3
     refused = cli("spend", "--group-by", "colour")
     assert refused.returncode == 1 and "cannot group by 'colour'" in refused.stderr
+
+
+def test_the_cli_reaches_a_local_gateway_past_an_outbound_proxy(gw: GatewayProcess) -> None:
+    """HTTP(S)_PROXY is for the upstreams; the CLI talking to a gateway on this host never goes through it
+    (urllib would otherwise send `faregate teams list` to the proxy, here a port nobody listens on)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"FAREGATE_MASTER_KEY": MASTER_KEY, "FAREGATE_URL": gw.url, "HTTP_PROXY": dead, "http_proxy": dead, "NO_PROXY": ""}
+    result = run_cli("teams", "list", env=env)
+    assert result.returncode == 0, result.stderr

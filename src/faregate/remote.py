@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from faregate.generation import Generation
 
@@ -22,7 +24,7 @@ def call(method: str, url: str, path: str, key: str | None, body: dict[str, Any]
     if key:
         request.add_header("authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _opener(url).open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
@@ -31,6 +33,23 @@ def call(method: str, url: str, path: str, key: str | None, body: dict[str, Any]
             return exc.code, {"error": {"message": f"HTTP {exc.code}"}}
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return 0, {"error": {"message": f"cannot reach {url}: {getattr(exc, 'reason', exc)}"}}
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no HTTP(S)_PROXY: for a gateway on this host
+_DEFAULT = urllib.request.build_opener()  # honours HTTP(S)_PROXY and NO_PROXY, like any HTTP client
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """The gateway on this machine is never reached through an outbound proxy (a corporate
+    HTTP(S)_PROXY would otherwise carry `faregate reload` to the proxy, which cannot reach our
+    loopback); a gateway elsewhere is reached as any HTTP client would."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return _DIRECT
+    try:
+        return _DIRECT if ipaddress.ip_address(host).is_loopback else _DEFAULT
+    except ValueError:
+        return _DEFAULT
 
 
 @dataclass(frozen=True)
