@@ -37,6 +37,7 @@ run: install
 	@echo "  faregate demo on http://$(HOST):$(PORT)  (mock provider, no upstream keys needed; another port: make run PORT=N)"
 	@echo "  demo key: $(DEMO_KEY)"
 	@echo "  try:  curl -s http://$(HOST):$(PORT)/v1/chat/completions -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
+	@echo "  Anthropic Messages:  curl -s http://$(HOST):$(PORT)/v1/messages -H 'x-api-key: $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
 	@echo ""
 	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml --host '$(HOST)' --port '$(PORT)'
 

@@ -29,7 +29,10 @@ from typing import Any
 
 import uvicorn
 
-from bench.lockstep import LockstepUpstream, OneWrite, send, visible_events
+from bench import lockstep_anthropic
+from bench.lockstep import LockstepUpstream, OneWrite
+from bench.lockstep import send as _send
+from bench.lockstep import visible_events as _visible_events
 from bench.procs import free_port
 from faregate.spendlog import FLUSH_SECONDS
 
@@ -41,13 +44,14 @@ state:
   database: sqlite:///{state}/state.db
 providers:
   up:
-    type: openai
+    type: {kind}
     base_url: {upstream}
     credentials: [{{id: bench, key: "${{BENCH_UPSTREAM_KEY}}"}}]
 models:
   m:
-    - {{provider: up, model: gpt-4o-mini}}
+    - {{provider: up, model: {model}}}
 """
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}  # the upstream model of each diagonal (both priced)
 MASTER_KEY = "sk-callcount-master"
 
 
@@ -144,14 +148,14 @@ _TASK_FACTORY = _Counter._task.__code__
 
 
 @contextmanager
-def served(upstream: str, *, log: bool = False) -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
+def served(upstream: str, *, log: bool = False, kind: str = "openai") -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
     """The faregate app under uvicorn in a background thread; yields its base URL and loop.
     The gateway's environment (master key, upstream key) is set for the duration and restored."""
     env = os.environ  # noqa: TID251 - the harness provides the gateway's environment
     saved = {name: env.get(name) for name in ("FAREGATE_MASTER_KEY", "BENCH_UPSTREAM_KEY")}
     env["FAREGATE_MASTER_KEY"], env["BENCH_UPSTREAM_KEY"] = MASTER_KEY, "sk-callcount-upstream"
     try:
-        with _serving(upstream, log) as served_at:
+        with _serving(upstream, log, kind) as served_at:
             yield served_at
     finally:
         for name, value in saved.items():
@@ -162,7 +166,7 @@ def served(upstream: str, *, log: bool = False) -> Iterator[tuple[str, asyncio.A
 
 
 @contextmanager
-def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
+def _serving(upstream: str, log: bool, kind: str = "openai") -> Iterator[tuple[str, asyncio.AbstractEventLoop, threading.Thread]]:
     from faregate.gateway import Gateway
     from faregate.observability import logging as logs
     from faregate.server.app import build_app
@@ -172,7 +176,7 @@ def _serving(upstream: str, log: bool) -> Iterator[tuple[str, asyncio.AbstractEv
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "faregate.yaml"
-        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp))
+        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp, kind=kind, model=MODELS[kind]))
         asyncio.run(_migrate(f"sqlite:///{tmp}/state.db"))  # as `faregate serve` does: the spend log has its table
         port = free_port()
         gateway = Gateway(path)
@@ -221,14 +225,18 @@ async def _migrate(database: str) -> None:
         await engine.dispose()
 
 
-def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5) -> Count:
-    """Calls per request through the lockstep upstream; a stream has ``chunks`` content events."""
+def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5, kind: str = "openai") -> Count:
+    """Calls per request through the lockstep upstream; a stream has ``chunks`` content events.
+    ``kind``: the diagonal, ``openai`` (/v1/chat/completions to an OpenAI upstream) or ``anthropic``
+    (/v1/messages to an Anthropic upstream, bench.lockstep_anthropic)."""
     body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
-    upstream = LockstepUpstream()
+    upstream = LockstepUpstream() if kind == "openai" else lockstep_anthropic.AnthropicLockstepUpstream()
+    send = _send if kind == "openai" else lockstep_anthropic.send
+    visible_events = _visible_events if kind == "openai" else lockstep_anthropic.visible_events
     upstream.chunks = chunks
     try:
-        with served(upstream.url, log=log) as (url, loop, _):
+        with served(upstream.url, log=log, kind=kind) as (url, loop, _):
             host, _, port = url.removeprefix("http://").partition(":")
             conn = OneWrite(host, int(port), timeout=30)
             for _ in range(20):  # warm up: connections open, caches filled, lazy imports done
@@ -266,14 +274,15 @@ def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False,
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    diagonal = "anthropic" if "--anthropic" in sys.argv else "openai"  # --anthropic: the Anthropic diagonal
     for stream in (False, True):
-        result = count_calls(stream=stream, log=True)
+        result = count_calls(stream=stream, log=True, kind=diagonal)
         kind = "stream" if stream else "plain"
         print(
             f"{kind}: {result.per_request:.0f} Python calls per request ({result.calls} over {result.requests}; background {result.background})"
         )
         if stream:
-            longer = count_calls(stream=True, log=True, chunks=15)
+            longer = count_calls(stream=True, log=True, chunks=15, kind=diagonal)
             per_event = (longer.calls - result.calls) / result.requests / (longer.events - result.events)
             print(f"  {per_event:.1f} per SSE event ({result.events} and {longer.events} events per stream)")
         for pkg, n in sorted(result.by_package.items(), key=lambda kv: -kv[1]):

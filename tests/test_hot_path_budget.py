@@ -24,6 +24,12 @@ from bench.callcount import Count, count_calls
 PLAIN = 125  # calls per plain request
 STREAM = 340  # calls per streamed request of 8 SSE events
 PER_EVENT = 22  # calls per further SSE event
+# The Anthropic diagonal (/v1/messages to an Anthropic upstream, relayed as bytes): measured plain 117
+# (the client's anthropic-version is one more header to read), 371 for a stream of 11 events (its
+# message_start, block start/stop, ping, message_delta and message_stop around the 5 deltas), and 20
+# per further event, as the OpenAI diagonal.
+ANTHROPIC_PLAIN = 130
+ANTHROPIC_STREAM = 410  # calls per streamed request of 11 SSE events
 
 
 def top(result: Count) -> str:
@@ -43,4 +49,15 @@ def test_python_calls_per_stream_and_per_event_stay_under_the_ceilings() -> None
     per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
     assert short.events == 8 and long.events == 18
     assert short.per_request <= STREAM, f"{short.per_request:.1f} calls per stream of {short.events} events; top callers:\n{top(short)}"
+    assert per_event <= PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+
+
+def test_the_anthropic_diagonal_stays_under_its_own_ceilings() -> None:
+    plain = count_calls(requests=200, stream=False, log=True, kind="anthropic")
+    assert plain.per_request <= ANTHROPIC_PLAIN, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
+    short = count_calls(requests=100, stream=True, log=True, chunks=5, kind="anthropic")
+    long = count_calls(requests=100, stream=True, log=True, chunks=15, kind="anthropic")
+    per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
+    assert short.events == 11 and long.events == 21
+    assert short.per_request <= ANTHROPIC_STREAM, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
     assert per_event <= PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"

@@ -71,9 +71,74 @@ class FaregateError(Exception):
     def openai_body(self) -> bytes:
         return openai_error_body(self.message, self.type, self.code, self.param)
 
+    def anthropic_body(self) -> bytes:
+        """The same error in Anthropic's shape, for the /v1/messages routes: the type by status
+        (``anthropic_type``), faregate's precise message unchanged."""
+        return anthropic_error_body(self.message, anthropic_type(self.status))
+
 
 def openai_error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+# Anthropic's error types by HTTP status. Faregate's own codes (budget_exceeded, rate_limit_exceeded,
+# model_not_found, no_deployment_available, ...) have no field in Anthropic's error object; the
+# message names them, and the status and type say what an Anthropic client needs to act on:
+# 429 is rate_limit_error (budget or rate limit), 503 is overloaded_error (nothing could serve right
+# now, retry later: what Anthropic clients retry on), any other 5xx api_error, any other 4xx
+# invalid_request_error.
+ANTHROPIC_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    return ANTHROPIC_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_error_body(message: str, type_: str) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
+
+
+def stream_error_event(fmt: str, message: str, code: str) -> bytes:
+    """The SSE event that ends a stream faregate cannot finish, in the client's format (``fmt``, a
+    codec NAME): Anthropic's ``event: error`` (type api_error), else OpenAI's error data event."""
+    if fmt == "anthropic":
+        return b"event: error\ndata: " + anthropic_error_body(message, "api_error") + b"\n\n"
+    return b"data: " + openai_error_body(message, "upstream_error", code) + b"\n\n"
+
+
+def passthrough_body(body: bytes, suffix: str, status: int, fmt: str) -> bytes:
+    """An upstream's 4xx error body for a client of format ``fmt``, its message extended by
+    ``suffix``: a body already in the client's shape is kept as sent; one in the other shape (a
+    translated request) is rewritten into the client's; anything else is wrapped."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    anthropic_shaped = isinstance(data, dict) and data.get("type") == "error"  # {"type": "error", "error": {type, message}}
+    if isinstance(error, dict):
+        message = str(error.get("message") or "") + suffix
+        error["message"] = message
+        kind = error.get("type")
+        if fmt == "anthropic":
+            return orjson.dumps(data) if anthropic_shaped else anthropic_error_body(message, anthropic_type(status))
+        if anthropic_shaped:
+            return openai_error_body(message, kind if isinstance(kind, str) else "upstream_error", f"upstream_{status}")
+        return orjson.dumps({"error": error})
+    text = body[:300].decode("utf-8", "replace").strip() + suffix
+    if fmt == "anthropic":
+        return anthropic_error_body(text, anthropic_type(status))
+    return openai_error_body(text, "upstream_error", f"upstream_{status}")
 
 
 class RequestError(FaregateError):

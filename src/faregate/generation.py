@@ -61,6 +61,7 @@ class Provider:
     chunk_delay: float
     stream_usage: bool = True
     secret_headers: tuple[SecretHeader, ...] = ()  # sent after ``headers``
+    anthropic_version: str | None = None  # type anthropic: the anthropic-version sent when the client names none
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Deployment:
     price: Price | None
     rpm: int | None = None  # our limits towards this deployment (the provider's, as configured)
     tpm: int | None = None
+    drop_params: bool = False  # a field its format cannot carry is dropped and disclosed (False: a 400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,8 @@ def _redactor(secrets: tuple[Secret, ...]) -> Redactor:
     return re.compile("|".join(map(re.escape, values))), re.compile(b"|".join(re.escape(v.encode()) for v in values)), names
 
 
-DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "mock": "mock://local"}
+# The Anthropic root has no /v1: the anthropic SDKs' base_url convention (providers/anthropic.py adds /v1/messages).
+DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com", "mock": "mock://local"}
 
 
 def compile_generation(
@@ -183,6 +186,7 @@ def compile_generation(
             chunk_delay=0.02 if p.chunk_delay is None else p.chunk_delay,
             stream_usage=p.stream_usage,
             secret_headers=secret_headers.get(name, ()),
+            anthropic_version=p.anthropic_version,
         )
         for name, p in config.providers.items()
     }
@@ -229,6 +233,7 @@ def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Prov
                 price=prices.get(d.model),
                 rpm=d.rpm,
                 tpm=d.tpm,
+                drop_params=d.drop_params,
             )
         )
     enabled = [d for d in deployments if d.weight > 0]

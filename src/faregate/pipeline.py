@@ -29,16 +29,21 @@ from faregate.errors import (
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
+    passthrough_body,
+    stream_error_event,
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
-from faregate.providers import LOCAL, SUPPORTED, mock, openai, sse
+from faregate.providers import LOCAL, SPEAKERS, SUPPORTED, TRANSPORTS, endpoint_for, mock, openai, sse
+from faregate.providers.base import StreamWatch, Transport
 from faregate.ratelimit import Limit, Limiter, Refused, Ticket
 from faregate.routing import plan, targets
+from faregate.translate import Translator
 from faregate.types import Endpoint, Usage
 from faregate.upstream import HEARTBEAT, Upstream, paced
 
 SSE_HEARTBEAT = b": keep-alive\n\n"
+ANTHROPIC_HEARTBEAT = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic's own streams send between events
 
 
 @dataclass(slots=True)
@@ -69,6 +74,11 @@ class Exchange:
     ratelimit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* of the key's tightest limits
     upstream_request_id: str | None = None  # the upstream's x-request-id of the last reply (scrubbed, printable ASCII)
     processing_ms: str | None = None  # the upstream's openai-processing-ms of the last reply (digits only)
+    format: str = "openai_chat"  # the client's wire format (codec NAME): "openai_chat" | "anthropic"
+    client_headers: Mapping[str, str] | None = None  # client headers a provider of the client's format may get (lower case)
+    estimated: bool = False  # the answer is faregate's estimate, not the upstream's (count_tokens): x-faregate-estimated
+    dropped: tuple[str, ...] = ()  # request fields the answering deployment's format could not carry: x-faregate-dropped
+    translator: Translator | None = None  # off the diagonal: the client's request, decoded once (translate.py)
 
 
 @dataclass(slots=True)
@@ -201,13 +211,21 @@ class Pipeline:
             try:
                 if provider.type in LOCAL:
                     return self._local(ex, dep, payload, policy)
+                transport = TRANSPORTS[provider.type]
+                if ex.endpoint == "count_tokens" and "count_tokens" not in transport.endpoints:
+                    return self._local(ex, dep, payload, policy)  # nothing upstream counts: faregate's estimate (as the mock's)
+                endpoint, translator, ex.dropped = ex.endpoint, None, ()
+                if transport.format != ex.format:  # off the diagonal: the request in the deployment's format
+                    translator = ex.translator = ex.translator or Translator(ex.format, payload)
+                    payload, ex.dropped = translator.prepare(transport.format, dep)
+                    endpoint = endpoint_for(transport, ex.endpoint) or ex.endpoint
                 injected = ex.stream and provider.stream_usage and ex.endpoint != "embeddings"
                 if injected:
-                    payload, injected = openai.with_stream_usage(payload)
-                request = openai.build(ex.endpoint, dep, credential, payload)
+                    payload, injected = transport.with_stream_usage(payload)
+                request = transport.build(endpoint, dep, credential, payload, ex.client_headers)
                 reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
                 headers = reply.headers
-                upstream_id, ms = headers.get("x-request-id"), headers.get("openai-processing-ms")
+                upstream_id, ms = headers.get(transport.request_id_header), headers.get("openai-processing-ms")
                 # kept for the reply headers and the log line: printable ASCII, scrubbed like any upstream text; digits only
                 ex.upstream_request_id = (
                     gen.scrub(upstream_id) if upstream_id is not None and _PRINTABLE_ID.fullmatch(upstream_id) else None
@@ -215,16 +233,26 @@ class Pipeline:
                 ex.processing_ms = ms if ms is not None and _MILLISECONDS.fullmatch(ms) else None
                 if reply.status >= 300:
                     body = await reply.read(gen.server.max_reply_bytes)
-                    raise openai.classify_error(reply.status, headers, body, reply.content_type, time.time())
+                    raise transport.classify_error(reply.status, headers, body, reply.content_type, time.time())
                 if ex.stream:
                     if reply.content_type.startswith(b"application/json"):  # not a stream: an error object, or unreadable
-                        self._not_a_stream(reply.status, headers, await reply.read(gen.server.max_reply_bytes), reply.content_type)
+                        body = await reply.read(gen.server.max_reply_bytes)
+                        self._not_a_stream(transport, reply.status, headers, body, reply.content_type)
                     self.health.success(dep.label)
                     heartbeat = gen.server.stream_heartbeat
-                    stripper = openai.UsageStripper() if injected else None
-                    return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, stripper))
+                    if translator is not None:  # the client's events, from the upstream's
+                        translated = translator.stream(transport, dep.model, ex.request_id)
+                        stream = self._relay(ex, dep, reply.chunks(heartbeat), policy, translated)
+                        return Answer(reply.status, b"text/event-stream", stream=stream)
+                    watch = transport.stream_events(strip=injected)
+                    return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, watch))
                 body = await reply.read(gen.server.max_reply_bytes)
-                self._account(ex, dep, body, headers, reply.content_type)
+                if translator is not None:  # the client's reply, priced from the upstream's usage as on the diagonal
+                    body, ex.usage = translator.reply(transport, body, headers, reply.content_type, dep.model, ex.request_id)
+                    ex.cost = costs.cost(ex.usage, dep.price)
+                    self.health.success(dep.label)
+                    return Answer(reply.status, b"application/json", body)
+                self._account(ex, dep, body, headers, reply.content_type, transport)
                 self.health.success(dep.label)
                 return Answer(reply.status, reply.content_type, body)
             except UpstreamError as err:
@@ -232,7 +260,7 @@ class Pipeline:
                 raise
         except UpstreamRejected as err:
             self.health.success(dep.label)
-            return _passthrough(snap.generation, dep, err)
+            return _passthrough(snap.generation, dep, err, ex.format)
         except CredentialRejected as err:
             pool.reject(credential, err.reason)
             err.credential_scoped = True
@@ -256,37 +284,50 @@ class Pipeline:
         self.health.success(dep.label)
         if reply.events:
             ex.usage = reply.usage
-            stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay), policy)
+            heartbeat = ex.generation.server.stream_heartbeat if ex.generation is not None else None
+            watch = SPEAKERS[ex.format].stream_events(strip=False) if ex.format != "openai_chat" else None  # the client's format
+            stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay, heartbeat), policy, watch)
             return Answer(reply.status, reply.content_type, stream=stream)
-        self._account(ex, dep, reply.body)
+        if reply.usage is not None:  # an Anthropic-format reply: the mock says what it cost
+            ex.usage, ex.cost = reply.usage, costs.cost(reply.usage, dep.price)
+        else:
+            self._account(ex, dep, reply.body)
+        ex.estimated = ex.endpoint == "count_tokens"  # the mock counts no tokens: it estimates them
         return Answer(reply.status, reply.content_type, reply.body)
 
     @staticmethod
-    def _account(ex: Exchange, dep: Deployment, body: bytes, headers: Mapping[str, str] | None = None, content_type: bytes = b"") -> None:
+    def _account(
+        ex: Exchange,
+        dep: Deployment,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        content_type: bytes = b"",
+        transport: Transport = openai,
+    ) -> None:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamProtocolError("reply is not valid JSON") from exc
         if type(data) is dict and "error" in data:
-            failure = openai.error_in_reply(data, headers or {}, body, content_type, time.time())
+            failure = transport.error_in_reply(data, headers or {}, body, content_type, time.time())
             if failure is not None:
                 raise failure
-        ex.usage = openai.usage_of(data)
+        ex.usage = transport.usage_of(data)
         ex.cost = costs.cost(ex.usage, dep.price)
 
     @staticmethod
-    def _not_a_stream(status: int, headers: Mapping[str, str], body: bytes, content_type: bytes) -> None:
+    def _not_a_stream(transport: Transport, status: int, headers: Mapping[str, str], body: bytes, content_type: bytes) -> None:
         """A stream request answered with one JSON body: an error object is the upstream error it
         names; anything else cannot be relayed as a stream."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             data = None
-        failure = openai.error_in_reply(data, headers, body, content_type, time.time())
+        failure = transport.error_in_reply(data, headers, body, content_type, time.time())
         raise failure or UpstreamProtocolError(f"answered a stream request with {content_type.decode('latin-1')}, not text/event-stream")
 
     async def _relay(
-        self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy, stripper: openai.UsageStripper | None = None
+        self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy, stripper: StreamWatch | None = None
     ) -> AsyncIterator[bytes]:
         """Pass upstream SSE events through as they complete, byte for byte; end a cut or broken
         stream with an explicit error event. An incomplete event is held back until its end arrives
@@ -296,12 +337,13 @@ class Pipeline:
         pricing and removed from what the client sees."""
         gen = ex.generation
         events = sse.Splitter(gen.server.max_event_bytes if gen is not None else sse.MAX_EVENT_BYTES)
+        heartbeat = SSE_HEARTBEAT if ex.format != "anthropic" else ANTHROPIC_HEARTBEAT
         watch = stripper if stripper is not None else openai.StreamEvents()
         try:
             try:
                 async for data in chunks:
                     if data is HEARTBEAT or not data:
-                        yield SSE_HEARTBEAT  # between events: nothing of an incomplete one has been written
+                        yield heartbeat  # between events: nothing of an incomplete one has been written
                         continue
                     if ex.ttfb is None:
                         ex.ttfb = time.perf_counter() - ex.started
@@ -328,7 +370,7 @@ class Pipeline:
             self.health.failure(dep.label, err, time.time(), policy)
             return
         if not watch.done:
-            yield _cut(ex, dep, "upstream closed the stream before [DONE]")
+            yield _cut(ex, dep, f"upstream closed the stream before {watch.end}")
             return
         ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
 
@@ -380,25 +422,15 @@ def _cut(ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interru
     ends on an event boundary (see ``_relay``)."""
     ex.error_code, ex.status = code, 502
     message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}) + b"\n\n"
+    return stream_error_event(ex.format, message, code)  # in the client's format
 
 
-def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected) -> Answer:
-    """An upstream 4xx about the request: the provider's status and message, naming the deployment."""
-    suffix = f" (upstream {dep.label} answered {err.upstream_status})"
-    try:
-        data = orjson.loads(err.body)
-        error = data["error"] if isinstance(data, dict) else None
-        if not isinstance(error, dict):
-            raise TypeError
-        error["message"] = str(error.get("message") or "") + suffix
-        body = orjson.dumps({"error": error})
-    except (orjson.JSONDecodeError, TypeError, KeyError):
-        text = err.body[:300].decode("utf-8", "replace").strip()
-        body = orjson.dumps(
-            {"error": {"message": f"{text}{suffix}", "type": "upstream_error", "param": None, "code": f"upstream_{err.upstream_status}"}}
-        )
-    return Answer(err.upstream_status or 400, b"application/json", gen.scrub(body))
+def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected, fmt: str = "openai_chat") -> Answer:
+    """An upstream 4xx about the request: the provider's status and message, naming the deployment,
+    in the client's error shape (``errors.passthrough_body``)."""
+    status = err.upstream_status or 400
+    body = passthrough_body(err.body, f" (upstream {dep.label} answered {err.upstream_status})", status, fmt)
+    return Answer(status, b"application/json", gen.scrub(body))
 
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,200}")

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-Endpoint = Literal["chat", "completions", "embeddings"]
+Endpoint = Literal["chat", "completions", "embeddings", "messages", "count_tokens"]
 
 
 def fingerprint(value: str) -> str:
@@ -40,11 +40,16 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens. ``cached_input`` prices cache reads, ``cache_write`` 5-minute cache
+    writes and ``cache_write_1h`` 1-hour ones. An unset cache rate falls back (``costs.cost``): reads
+    and 5-minute writes to ``input``, 1-hour writes to ``cache_write`` (then ``input``), so a missing
+    rate never makes a token free, but a published write premium must be in the table to be charged."""
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
 
     def describe(self) -> str:
         return f"${self.input:g}/${self.output:g} per M in/out"
@@ -52,7 +57,14 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts in OpenAI's sense, whatever the provider: ``prompt_tokens`` counts EVERY prompt
+    token, cache reads (``cached_tokens``) and cache writes (``cache_write_5m``, ``cache_write_1h``)
+    included; ``completion_tokens`` includes ``reasoning_tokens``."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    reasoning_tokens: int = 0
     anomaly: str | None = None  # set when the upstream reported invalid counts (the counts are then 0): usage unknown

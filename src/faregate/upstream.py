@@ -195,9 +195,16 @@ class Upstream:
         return where if proxy is None else f"{where} through proxy {proxy.shown}"
 
 
-async def paced(events: tuple[bytes, ...], delay: float) -> AsyncIterator[bytes]:
-    """A locally produced stream, one event at a time, ``delay`` seconds apart."""
+async def paced(events: tuple[bytes, ...], delay: float, heartbeat: float | None = None) -> AsyncIterator[bytes]:
+    """A locally produced stream, one event at a time, ``delay`` seconds apart; a ``HEARTBEAT``
+    after each whole ``heartbeat`` seconds of a pause, as ``Reply.chunks`` yields one for a silent
+    upstream (counted, not timed: a pause of 0.35 s with heartbeats of 0.1 s has three)."""
     for i, event in enumerate(events):
         if delay and i:
-            await asyncio.sleep(delay)
+            pause = delay
+            while heartbeat and pause > heartbeat:
+                await asyncio.sleep(heartbeat)
+                pause -= heartbeat
+                yield HEARTBEAT
+            await asyncio.sleep(pause)
         yield event

@@ -33,7 +33,7 @@ def test_every_raw_entry_has_only_known_fields() -> None:
     models = {name: value for name, value in raw.items() if not name.startswith("_")}
     assert models
     for name, value in models.items():
-        assert {"input", "output"} <= set(value) <= {"input", "output", "cached_input"}, name
+        assert {"input", "output"} <= set(value) <= {"input", "output", "cached_input", "cache_write", "cache_write_1h"}, name
         assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()), name
 
 
@@ -47,7 +47,7 @@ def test_every_entry_parses_to_a_price() -> None:
 @pytest.mark.parametrize("name", sorted(shipped_prices()))
 def test_rates_are_finite_and_not_negative(name: str) -> None:
     price = shipped_prices()[name]
-    rates = [price.input, price.output] + ([price.cached_input] if price.cached_input is not None else [])
+    rates = [price.input, price.output] + [r for r in (price.cached_input, price.cache_write, price.cache_write_1h) if r is not None]
     assert all(math.isfinite(rate) and rate >= 0 for rate in rates), price
 
 
@@ -56,6 +56,14 @@ def test_cached_input_is_no_dearer_than_input(name: str) -> None:
     price = shipped_prices()[name]
     assert price.cached_input is not None
     assert price.cached_input <= price.input
+
+
+@pytest.mark.parametrize("name", sorted(n for n in shipped_prices() if n.startswith("claude-")))
+def test_anthropic_cache_writes_are_priced_at_their_published_multipliers(name: str) -> None:
+    # Anthropic's pricing page, "Prompt caching": 5-minute writes 1.25x the input rate, 1-hour writes 2x.
+    price = shipped_prices()[name]
+    assert price.cache_write == pytest.approx(price.input * 1.25)
+    assert price.cache_write_1h == pytest.approx(price.input * 2)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in shipped_prices() if not is_embedding(n)))
@@ -85,9 +93,10 @@ def test_every_entry_belongs_to_a_known_provider() -> None:
 def test_config_override_wins_over_the_shipped_entry() -> None:
     shipped = shipped_prices()["gpt-4o"]
     override = PriceConfig(input=shipped.input + 1.0, output=shipped.output + 2.0, cached_input=None)
-    table = price_table({"gpt-4o": override, "my-finetune": PriceConfig(input=1.0, output=3.0, cached_input=0.5)})
+    mine = PriceConfig(input=1.0, output=3.0, cached_input=0.5, cache_write=1.5, cache_write_1h=2.5)
+    table = price_table({"gpt-4o": override, "my-finetune": mine})
     assert table["gpt-4o"] == Price(input=shipped.input + 1.0, output=shipped.output + 2.0, cached_input=None)
-    assert table["my-finetune"] == Price(input=1.0, output=3.0, cached_input=0.5)
+    assert table["my-finetune"] == Price(input=1.0, output=3.0, cached_input=0.5, cache_write=1.5, cache_write_1h=2.5)
     assert table["claude-sonnet-4-5"] == shipped_prices()["claude-sonnet-4-5"]  # the rest is untouched
     assert shipped_prices()["gpt-4o"] == shipped  # the shipped table itself is not modified
 

@@ -227,9 +227,9 @@ class FakeOpenAI:
         text = behaviour.reply_text if behaviour.reply_text is not None else self.reply_text
         usage = dict(behaviour.usage or wire.default_usage(payload, text))
         if payload.get("stream") is True:
-            events = wire.stream_events(payload, behaviour.chunks, chat, text, usage)
+            events = wire.stream_events(payload, behaviour.chunks, chat, text, usage, behaviour.tool_calls)
             return await self._stream(request, events, behaviour)
-        return await self._send_json(request, wire.completion(payload, chat, text, usage), behaviour)
+        return await self._send_json(request, wire.completion(payload, chat, text, usage, behaviour.tool_calls), behaviour)
 
     async def _send_error(self, request: web.Request, rec: Recorded, behaviour: Behaviour) -> web.StreamResponse:
         body, content_type = wire.error_body(behaviour, rec.api_key)

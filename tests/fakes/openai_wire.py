@@ -11,7 +11,7 @@ import secrets
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ class Behaviour:
     resume: threading.Event | None = None  # set by the test to end a pause (30 s at most)
     malformed_event: bool = False  # stream: an event whose data is not JSON, just before [DONE]
     endless_event: int = 0  # stream: after the first event, this many bytes of an event that never ends, then the rest
+    tool_calls: Sequence[Mapping[str, str]] = ()  # chat: answer with these calls ({"id", "name", "arguments"}), no text
 
     @property
     def is_error(self) -> bool:
@@ -275,9 +276,18 @@ def default_usage(payload: Mapping[str, Any], text: str) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(payload: Mapping[str, Any], chat: bool, text: str, usage: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(call: Mapping[str, str]) -> dict[str, Any]:
+    return {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+
+
+def completion(
+    payload: Mapping[str, Any], chat: bool, text: str, usage: dict[str, Any], tool_calls: Sequence[Mapping[str, str]] = ()
+) -> dict[str, Any]:
     choice: dict[str, Any]
-    if chat:
+    if chat and tool_calls:
+        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [_tool_call(c) for c in tool_calls]}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+    elif chat:
         message = {"role": "assistant", "content": text, "refusal": None}
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
     else:
@@ -337,8 +347,12 @@ def stream_faults(events: list[bytes], behaviour: Behaviour) -> list[bytes]:
     return events if ending == b"\n" else [e.replace(b"\n", ending) for e in events]
 
 
-def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str, usage: Mapping[str, Any]) -> list[bytes]:
-    """Every SSE event of a streamed (chat) completion, ``data: [DONE]`` included."""
+def stream_events(
+    payload: Mapping[str, Any], chunks: int, chat: bool, text: str, usage: Mapping[str, Any], tool_calls: Sequence[Mapping[str, str]] = ()
+) -> list[bytes]:
+    """Every SSE event of a streamed (chat) completion, ``data: [DONE]`` included. Tool calls
+    stream as OpenAI's do: the first delta of each has its index, id and name, then its arguments
+    follow in fragments under the same index."""
     options = payload.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     base: dict[str, Any] = {
@@ -358,9 +372,19 @@ def stream_events(payload: Mapping[str, Any], chunks: int, chat: bool, text: str
             choice = {"text": delta.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}
         return sse({**base, "choices": [choice]})
 
-    events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)] if chat else []
-    events += [chunk({"content": part}, None) for part in _split(text, chunks)]
-    events.append(chunk({}, "stop"))
+    if chat and tool_calls:
+        events = [chunk({"role": "assistant", "content": None, "refusal": None}, None)]
+        for index, call in enumerate(tool_calls):
+            start = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": ""}}
+            events.append(chunk({"tool_calls": [start]}, None))
+            events += [
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]}, None) for part in _split(call["arguments"], 2)
+            ]
+        events.append(chunk({}, "tool_calls"))
+    else:
+        events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)] if chat else []
+        events += [chunk({"content": part}, None) for part in _split(text, chunks)]
+        events.append(chunk({}, "stop"))
     if include_usage:
         events.append(sse({**base, "choices": [], "usage": dict(usage)}))
     events.append(b"data: [DONE]\n\n")

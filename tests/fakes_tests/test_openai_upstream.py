@@ -242,3 +242,24 @@ def test_stream_framing_the_sdk_reads_directly(fake: FakeOpenAI, client: openai.
     fake.set_rule("gpt-4o-mini", Behaviour(framing=framing))
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello from the fake upstream."
+
+
+CALLS = ({"id": "call_1", "name": "get", "arguments": '{"a": 1}'}, {"id": "call_2", "name": "put", "arguments": '{"b": 2}'})
+
+
+def test_tool_calls_whole_and_streamed_read_by_the_sdk(fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    fake.enqueue(Behaviour(tool_calls=CALLS), Behaviour(tool_calls=CALLS))
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert reply.choices[0].finish_reason == "tool_calls" and reply.choices[0].message.content is None
+    calls = reply.choices[0].message.tool_calls or []
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [  # type: ignore[union-attr]
+        ("call_1", "get", '{"a": 1}'),
+        ("call_2", "put", '{"b": 2}'),
+    ]
+    got: dict[int, list[str]] = {}
+    finish = []
+    for chunk in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+        for call in chunk.choices[0].delta.tool_calls or []:
+            got.setdefault(call.index, []).append((call.function.arguments if call.function else None) or "")
+        finish += [chunk.choices[0].finish_reason] if chunk.choices[0].finish_reason else []
+    assert {i: "".join(parts) for i, parts in got.items()} == {0: '{"a": 1}', 1: '{"b": 2}'} and finish == ["tool_calls"]

@@ -19,6 +19,10 @@ from faregate.types import Usage
         ({"prompt_tokens": 7.0, "completion_tokens": 2.0}, Usage(7, 2, 0)),  # a whole number written as 7.0
         ({"prompt_tokens": 9, "prompt_tokens_details": {"cached_tokens": 4}}, Usage(9, 0, 4)),
         ({"prompt_tokens": MAX_TOKENS, "completion_tokens": 0}, Usage(MAX_TOKENS, 0, 0)),
+        (  # o-series / gpt-5 reasoning: part of completion_tokens, reported apart too
+            {"prompt_tokens": 5, "completion_tokens": 40, "completion_tokens_details": {"reasoning_tokens": 32}},
+            Usage(5, 40, 0, reasoning_tokens=32),
+        ),
     ],
 )
 def test_valid_usage(usage: dict[str, Any], expected: Usage) -> None:
@@ -37,6 +41,7 @@ def test_valid_usage(usage: dict[str, Any], expected: Usage) -> None:
         ({"prompt_tokens": "12"}, "prompt_tokens is not a whole number (str)"),
         ({"prompt_tokens": float("nan")}, "prompt_tokens is not a whole number (float)"),
         ({"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": -3}}, "cached_tokens is negative (-3)"),
+        ({"completion_tokens": 3, "completion_tokens_details": {"reasoning_tokens": "3"}}, "reasoning_tokens is not a whole number (str)"),
     ],
 )
 def test_invalid_usage_is_unknown_and_says_why(usage: dict[str, Any], anomaly: str) -> None:

@@ -228,6 +228,8 @@ def semantic_problems(config: Config) -> list[Problem]:
             for field in ("stream_chunks", "chunk_delay"):
                 if getattr(provider, field) is not None:
                     problems.append(Problem(f"{path}.{field}", f"only valid for providers of type mock, not {provider.type}"))
+        if provider.type != "anthropic" and provider.anthropic_version is not None:
+            problems.append(Problem(f"{path}.anthropic_version", f"only valid for providers of type anthropic, not {provider.type}"))
         if provider.type == "mock" and provider.credentials:
             problems.append(Problem(f"{path}.credentials", "the mock provider takes no credentials", "warning"))
         ids: set[str] = set()
@@ -273,6 +275,20 @@ def semantic_problems(config: Config) -> list[Problem]:
                 problems.append(Problem(f"fallbacks.{model}[{i}]", "a model cannot fall back to itself"))
     problems.extend(_fallback_cycles(config.fallbacks))
     return problems
+
+
+def base_url_problems(name: str, kind: str, base_url: str | None) -> list[Problem]:
+    """A provider's base_url once its references are expanded (never echoed: it may hold a secret):
+    an http(s) URL for the HTTP transports, and for anthropic the root without /v1, which the
+    transport adds (the anthropic SDKs' convention)."""
+    if base_url is None or kind == "mock":
+        return []
+    path = f"providers.{name}.base_url"
+    if not base_url.startswith(("http://", "https://")):
+        return [Problem(path, "must be an http:// or https:// URL")]
+    if kind == "anthropic" and base_url.rstrip("/").endswith("/v1"):
+        return [Problem(path, "leave out the /v1: faregate adds /v1/messages itself, as the anthropic SDK does")]
+    return []
 
 
 def per_worker_limits(config: Config, workers: int) -> list[Problem]:

@@ -21,5 +21,7 @@ def shipped_prices() -> Mapping[str, Price]:
 def price_table(overrides: Mapping[str, PriceConfig]) -> dict[str, Price]:
     table = dict(shipped_prices())
     for name, p in overrides.items():
-        table[name] = Price(input=p.input, output=p.output, cached_input=p.cached_input)
+        table[name] = Price(
+            input=p.input, output=p.output, cached_input=p.cached_input, cache_write=p.cache_write, cache_write_1h=p.cache_write_1h
+        )
     return table

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIB = 1024 * 1024
-PROVIDER_TYPES = ("openai", "mock")
+PROVIDER_TYPES = ("openai", "anthropic", "mock")
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9_-]+(\.[a-z0-9_-]+)*)(:[0-9]{1,5})?")  # "null" is refused
 
 
@@ -91,7 +91,7 @@ class CredentialConfig(Strict):
 
 
 class ProviderConfig(Strict):
-    type: Literal["openai", "mock"]
+    type: Literal["openai", "anthropic", "mock"]
     base_url: str | None = None
     credentials: list[CredentialConfig] = Field(default_factory=list)
     credential_strategy: Literal["round_robin", "weighted", "fill_first"] = "round_robin"
@@ -100,6 +100,10 @@ class ProviderConfig(Strict):
     connect_timeout: float = Field(10.0, gt=0)
     stream_usage: bool = Field(
         True, description="ask for stream_options.include_usage to price streams (and hide it from clients that did not ask)"
+    )
+    # anthropic provider only
+    anthropic_version: str | None = Field(
+        None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="anthropic-version sent when the client sends none (default 2023-06-01)"
     )
     # mock provider only
     stream_chunks: int | None = Field(None, ge=1, le=10_000)
@@ -113,6 +117,9 @@ class DeploymentConfig(Strict):
     priority: int = 0
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
+    # A request field this deployment's format cannot carry (translated requests only): false, a 400
+    # naming it; true, left out and named in the x-faregate-dropped response header.
+    drop_params: bool = False
 
 
 class CooldownConfig(Strict):
@@ -130,6 +137,8 @@ class PriceConfig(Strict):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)  # 5-minute cache writes (Anthropic: 1.25x input)
+    cache_write_1h: float | None = Field(None, ge=0)  # 1-hour cache writes (Anthropic: 2x input)
 
 
 class Config(Strict):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from faregate.config.load import read_yaml, semantic_problems, validate
+from faregate.config.load import base_url_problems, read_yaml, semantic_problems, validate
 from faregate.config.schema import Config
 from faregate.config.secretlike import credential_header
 from faregate.config.state import resolve_state
@@ -78,6 +78,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
             creds.append(Credential(provider=name, id="none", secret=None))
         credentials[name] = tuple(creds)
         base_urls[name] = _expand(f"providers.{name}.base_url", provider.base_url, env, problems)
+        problems.extend(base_url_problems(name, provider.type, base_urls[name]))
     master_key = _master_key(config, env, problems)
     redis_url = _expand("state.redis", config.state.redis, env, problems)
     if any(p.severity == "error" for p in problems):

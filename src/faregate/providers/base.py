@@ -1,9 +1,20 @@
-"""Shared shapes for adapters: the request an adapter builds and the reply a local adapter makes."""
+"""What every transport shares: the protocol the pipeline calls, the request a transport builds,
+the reply a local adapter makes, and the small helpers two wire protocols have in common.
+
+A transport is one module per wire protocol (``openai``, ``anthropic``): the module itself is the
+object in ``faregate.providers.TRANSPORTS`` and satisfies ``Transport`` with its module-level
+names, so a call through the protocol costs exactly the call of the function it names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
 
+from faregate.errors import UpstreamError
+from faregate.generation import Credential, Deployment
 from faregate.types import Endpoint, Usage
 
 PATHS: dict[Endpoint, str] = {
@@ -11,6 +22,11 @@ PATHS: dict[Endpoint, str] = {
     "completions": "/completions",
     "embeddings": "/embeddings",
 }
+
+MAX_TOKENS = 10**9
+"""The most tokens one usage field may report. The largest context windows are ~10^7 tokens, so
+10^9 is far beyond any real request, yet small enough that sums of many (counters, spend totals)
+stay well inside the 64-bit integers that orjson and the database columns hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +46,81 @@ class LocalReply:
     events: tuple[bytes, ...] = ()
     content_type: bytes = b"application/json"
     usage: Usage | None = None  # for streams: what the reply cost, whether or not the client asked
+
+
+class StreamWatch(Protocol):
+    """Watches the complete SSE events of a stream relayed as bytes (``sse.Splitter`` finds them):
+    the usage it reports, whether its own end arrived, and malformed events, which it refuses with
+    an UpstreamProtocolError (code ``upstream_malformed_event``). An upstream error event raises
+    the UpstreamError it stands for."""
+
+    usage: Usage | None  # the latest usage reported, None while none was
+    done: bool  # the stream's own end was seen ([DONE], message_stop)
+
+    @property
+    def end(self) -> str: ...  # that end, as an operator would look for it in a message: "[DONE]", "message_stop"
+
+    def feed(self, events: list[bytes]) -> bytes: ...  # the bytes of ``events`` to send on to the client
+
+
+class Transport(Protocol):
+    """One wire protocol towards an upstream: where to send, how to authenticate, how replies,
+    errors and usage read. Sans-IO (README.md): data in, data out."""
+
+    format: str  # the codec NAME it speaks (faregate.formats): "openai_chat", "anthropic"
+    endpoints: frozenset[Endpoint]  # what it serves; a request for anything else never reaches it
+    request_id_header: str  # the reply header holding the upstream's request id
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        deployment: Deployment,
+        credential: Credential | None,
+        payload: dict[str, Any],
+        client_headers: Mapping[str, str] | None = None,
+    ) -> UpstreamRequest:
+        """The request to send. ``client_headers``: the client's headers (lower-case names) that a
+        transport of the client's own format may pass on (``anthropic-beta``); never its auth."""
+        ...
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError:
+        """The most specific UpstreamError for an error status and body."""
+        ...
+
+    def error_in_reply(self, data: Any, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError | None:
+        """A success status whose parsed body is an error object: that error; None for a real reply."""
+        ...
+
+    def usage_of(self, data: Any) -> Usage | None:
+        """The usage of a parsed whole reply, normalised (types.Usage); None when it reports none."""
+        ...
+
+    def stream_events(self, *, strip: bool) -> StreamWatch:
+        """A watcher for one stream; ``strip``: remove the usage event that ``with_stream_usage`` asked for."""
+        ...
+
+    def with_stream_usage(self, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The payload that makes the upstream report a stream's usage, and whether it was changed."""
+        ...
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - now)

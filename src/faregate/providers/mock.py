@@ -1,8 +1,10 @@
-"""The mock provider: answers locally in the OpenAI wire format, so the demo and tests need no keys.
+"""The mock provider: answers locally in the client's wire format (OpenAI, or Anthropic Messages
+for ``/v1/messages``: ``mock_anthropic``), so the demo and tests need no keys.
 
 Deterministic replies; streams of ``stream_chunks`` events (the pipeline paces them by
 ``chunk_delay``); usage always. Errors are injected by the upstream model name containing
-one of ``ERRORS``' keys, e.g. ``model: mock-error-429``.
+one of ``ERRORS``' keys, e.g. ``model: mock-error-429``; a model name containing ``CUT``
+(``mock-stream-cut``) streams half its content events and stops, without its end.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 import orjson
 
+from faregate.errors import anthropic_error_body, anthropic_type
 from faregate.generation import Deployment
+from faregate.providers import mock_anthropic
 from faregate.providers.base import LocalReply
 from faregate.types import Endpoint, Usage
 
@@ -30,13 +34,18 @@ ERRORS: dict[str, tuple[int, str, str, str]] = {
 }
 EMBEDDING_DIMENSIONS = 8
 CREATED = 1_700_000_000
+CUT = mock_anthropic.CUT
 
 
 def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) -> LocalReply:
     for marker, (status, type_, code, message) in ERRORS.items():
         if marker in deployment.model:
+            if endpoint == "messages" or endpoint == "count_tokens":
+                return LocalReply(status=status, body=anthropic_error_body(message, anthropic_type(status)))
             error = {"message": message, "type": type_, "param": None, "code": code}
             return LocalReply(status=status, body=orjson.dumps({"error": error}))
+    if endpoint == "messages" or endpoint == "count_tokens":
+        return mock_anthropic.answer(endpoint, deployment, payload)
     if endpoint == "embeddings":
         return LocalReply(200, body=orjson.dumps(_embeddings(deployment.model, payload)))
     text = _reply_text(endpoint, payload)
@@ -103,6 +112,8 @@ def _stream_events(endpoint: Endpoint, rid: str, deployment: Deployment, text: s
     if usage is not None:
         events.append(event([], {"usage": usage}))
     events.append(b"data: [DONE]\n\n")
+    if CUT in deployment.model:
+        return tuple(events[: 1 + n // 2])
     return tuple(events)
 
 

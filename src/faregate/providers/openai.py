@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
@@ -18,15 +17,27 @@ from faregate.errors import (
 )
 from faregate.generation import Credential, Deployment
 from faregate.providers import sse
-from faregate.providers.base import PATHS, UpstreamRequest
+from faregate.providers.base import MAX_TOKENS, PATHS, UpstreamRequest, retry_after
 from faregate.types import Endpoint, Usage
 
 USER_AGENT = "faregate"
 
+# The Transport protocol (providers/base.py): this module is the openai transport.
+format = "openai_chat"
+endpoints: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings"})
+request_id_header = "x-request-id"
 
-def build(endpoint: Endpoint, deployment: Deployment, credential: Credential | None, payload: dict[str, Any]) -> UpstreamRequest:
+
+def build(
+    endpoint: Endpoint,
+    deployment: Deployment,
+    credential: Credential | None,
+    payload: dict[str, Any],
+    client_headers: Mapping[str, str] | None = None,
+) -> UpstreamRequest:
     """The body is always re-serialised from the parsed payload, so what was authorised and routed is
-    exactly what is sent (no duplicate-key parser differential), with the upstream model name."""
+    exactly what is sent (no duplicate-key parser differential), with the upstream model name.
+    No client header is passed on (``client_headers`` is for transports that forward some)."""
     provider = deployment.provider
     headers = {"content-type": "application/json", "user-agent": USER_AGENT}
     headers.update(provider.headers)
@@ -55,27 +66,6 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
         type_ if isinstance(type_, str) else None,
         str(code) if isinstance(code, str | int) else None,
     )
-
-
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError:
@@ -131,12 +121,6 @@ def error_in_reply(data: Any, headers: Mapping[str, str], body: bytes, content_t
     return err
 
 
-MAX_TOKENS = 10**9
-"""The most tokens one usage field may report. The largest context windows are ~10^7 tokens, so
-10^9 is far beyond any real request, yet small enough that sums of many (counters, spend totals)
-stay well inside the 64-bit integers that orjson and the database columns hold."""
-
-
 def _usage(data: Any) -> Usage | None:
     """The usage object of a reply or an event: None when there is none. Each count must be a whole
     number from 0 to MAX_TOKENS (absent or null is 0; a JSON number with no fraction, such as 12.0,
@@ -146,9 +130,11 @@ def _usage(data: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
     counts: list[int] = []
     problems: list[str] = []
-    for source, name in ((usage, "prompt_tokens"), (usage, "completion_tokens"), (details, "cached_tokens")):
+    fields = ((usage, "prompt_tokens"), (usage, "completion_tokens"), (details, "cached_tokens"), (completion_details, "reasoning_tokens"))
+    for source, name in fields:
         value = source.get(name) if isinstance(source, dict) else None
         if value is None:
             value = 0
@@ -163,7 +149,7 @@ def _usage(data: Any) -> Usage | None:
         counts.append(value)
     if problems:
         return Usage(anomaly="; ".join(problems))
-    return Usage(prompt_tokens=counts[0], completion_tokens=counts[1], cached_tokens=counts[2])
+    return Usage(prompt_tokens=counts[0], completion_tokens=counts[1], cached_tokens=counts[2], reasoning_tokens=counts[3])
 
 
 def usage_of(data: Any) -> Usage | None:
@@ -189,6 +175,7 @@ class StreamEvents:
     an explicit error instead of an unparseable chunk. What it passes on is the bytes as read."""
 
     __slots__ = ("done", "seen", "strip", "usage")
+    end = "[DONE]"
 
     def __init__(self, *, strip: bool = False) -> None:
         self.strip = strip  # remove the usage-only event: the client did not ask for it
@@ -232,3 +219,6 @@ class UsageStripper(StreamEvents):
 
     def __init__(self) -> None:
         super().__init__(strip=True)
+
+
+stream_events = StreamEvents  # Transport.stream_events(strip=...): the watcher of one stream

@@ -8,19 +8,21 @@ from faregate.config import runtime
 from faregate.errors import FaregateError, MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, openai_api, ops_api, protocol
+from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, anthropic_api, openai_api, ops_api, protocol
 from faregate.server.auth import authenticate, authenticate_admin
 from faregate.server.cors import Cors
-from faregate.server.http import ASGIApp, Receive, Scope, Send, send_error
+from faregate.server.http import ASGIApp, Receive, Scope, Send, error_shape, send_error
 from faregate.server.middleware import ErrorGuard
-from faregate.server.openai_api import Handler
+from faregate.server.proxy import Handler
 
 log = logging.getLogger("faregate.server")
 
 ROUTES: dict[str, dict[str, Handler]] = {
-    "/v1/chat/completions": {"POST": openai_api.proxy("chat")},
-    "/v1/completions": {"POST": openai_api.proxy("completions")},
-    "/v1/embeddings": {"POST": openai_api.proxy("embeddings")},
+    "/v1/chat/completions": {"POST": openai_api.CHAT},
+    "/v1/completions": {"POST": openai_api.COMPLETIONS},
+    "/v1/embeddings": {"POST": openai_api.EMBEDDINGS},
+    "/v1/messages": {"POST": anthropic_api.MESSAGES},
+    "/v1/messages/count_tokens": {"POST": anthropic_api.COUNT_TOKENS},
     "/v1/models": {"GET": openai_api.models},
     "/healthz": {"GET": ops_api.healthz, "HEAD": ops_api.healthz},
     "/readyz": {"GET": ops_api.readyz, "HEAD": ops_api.readyz},
@@ -40,11 +42,11 @@ PREFIXES: dict[str, Handler] = {
     "/v1/models/": openai_api.model,  # /v1/models/{id}, where an id may hold slashes
     "/models/": openai_api.model,
 }
-# the same routes without /v1, as OpenAI clients configured with a bare base URL send them
+# the same routes without /v1, as clients configured with a bare base URL send them
 ROUTES.update({path.removeprefix("/v1"): methods for path, methods in list(ROUTES.items()) if path.startswith("/v1/")})
 # an unknown path under these is called unknown only to a caller with a valid key (else 401), so
 # a bad key learns nothing from probing; the bare OpenAI paths count as proxied ones too
-PROXIED = ("/v1/", "/chat/", "/completions", "/embeddings", "/models")
+PROXIED = ("/v1/", "/chat/", "/completions", "/embeddings", "/models", "/messages")
 ADMIN = ("/admin/", "/cache/")
 
 
@@ -73,6 +75,7 @@ class Router:
                 send,
                 MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}; use {allowed}"),
                 [(b"allow", allowed.encode())],
+                error_shape(scope["path"]),
             )
             return
         await handler(self.gateway, scope, receive, send)
@@ -85,9 +88,11 @@ class Router:
             elif path.startswith(PROXIED):
                 await authenticate(self.gateway, self.gateway.keyring.current, scope)
         except FaregateError as err:
-            await send_error(send, err)
+            await send_error(send, err, [], error_shape(path))
             return
-        await send_error(send, RouteNotFound(f"unknown URL {scope['method']} {path!r}; the routes are listed in the README"))
+        await send_error(
+            send, RouteNotFound(f"unknown URL {scope['method']} {path!r}; the routes are listed in the README"), [], error_shape(path)
+        )
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         while True:

@@ -57,5 +57,15 @@ async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, error: FaregateError, headers: Headers = ()) -> None:  # type: ignore[assignment]
-    await send_bytes(send, error.status, error.openai_body(), b"application/json", [*headers, *error.headers()])
+ErrorEncoder = Callable[[FaregateError], bytes]  # the client format's error body: FaregateError.openai_body | anthropic_body
+ANTHROPIC_PATHS = ("/v1/messages", "/messages")  # errors on these are in Anthropic's shape, also before or outside a handler
+
+
+def error_shape(path: str) -> ErrorEncoder | None:
+    """The error encoder for a request path, where no handler chose one (routing, the ErrorGuard)."""
+    return FaregateError.anthropic_body if path.startswith(ANTHROPIC_PATHS) else None
+
+
+async def send_error(send: Send, error: FaregateError, headers: Headers = (), encode: ErrorEncoder | None = None) -> None:  # type: ignore[assignment]
+    body = error.openai_body() if encode is None else encode(error)
+    await send_bytes(send, error.status, body, b"application/json", [*headers, *error.headers()])

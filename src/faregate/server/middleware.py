@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 from faregate.errors import FaregateError, InternalError
-from faregate.server.http import Receive, Scope, Send, send_error
+from faregate.server.http import Receive, Scope, Send, error_shape, send_error
 
 log = logging.getLogger("faregate.server")
 
 
 class ErrorGuard:
-    """Last line of defence: any exception becomes an OpenAI-format error, never a traceback.
+    """Last line of defence: any exception becomes an error in the client's format (Anthropic's on
+    the /v1/messages routes, else OpenAI's), never a traceback.
 
     A FaregateError that escapes a handler is sent with its own status; anything else is logged
     with its traceback and answered 500. If the response had already started, the server refuses
@@ -31,17 +32,17 @@ class ErrorGuard:
         try:
             await self.app(scope, receive, send)
         except FaregateError as err:
-            await _try_send(send, err)
+            await _try_send(send, err, scope)
         except Exception:
             log.exception("unhandled error while serving %s %s", scope.get("method"), scope.get("path"))
-            if not await _try_send(send, InternalError("internal error in faregate; the server log has the details")):
+            if not await _try_send(send, InternalError("internal error in faregate; the server log has the details"), scope):
                 raise
 
 
-async def _try_send(send: Send, error: FaregateError) -> bool:
+async def _try_send(send: Send, error: FaregateError, scope: Scope) -> bool:
     """Send the error if no response has started; False when one had (the server then drops the connection)."""
     try:
-        await send_error(send, error)
+        await send_error(send, error, [], error_shape(scope.get("path", "")))
     except RuntimeError:
         return False
     return True

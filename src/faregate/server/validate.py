@@ -9,7 +9,13 @@ import orjson
 from faregate.errors import InvalidRequest
 from faregate.types import Endpoint
 
-REQUIRED: dict[Endpoint, str] = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+REQUIRED: dict[Endpoint, str] = {
+    "chat": "messages",
+    "completions": "prompt",
+    "embeddings": "input",
+    "messages": "messages",  # Anthropic Messages (/v1/messages)
+    "count_tokens": "messages",  # Anthropic /v1/messages/count_tokens
+}
 MAX_DEPTH = 254  # orjson reads 1,024 levels of arrays and objects but writes at most 254: what it cannot
 # write again cannot be forwarded (nor priced, nor answered by the mock), so it is refused here, before anything runs
 TOO_DEEP = f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep; faregate accepts at most {MAX_DEPTH} levels"
@@ -40,7 +46,7 @@ def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
     value = payload.get(field)
     if value is None:
         raise InvalidRequest(f"missing required field '{field}'", param=field, code="missing_field")
-    if endpoint == "chat":
+    if endpoint == "chat" or endpoint == "messages" or endpoint == "count_tokens":
         _check_messages(value)
     elif endpoint == "completions" and not isinstance(value, str | list):
         raise InvalidRequest(f"'prompt' must be a string or an array, not {_kind(value)}", param="prompt", code="invalid_type")
@@ -51,7 +57,21 @@ def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"'stream' must be a boolean, not {_kind(stream)}", param="stream", code="invalid_type")
     if endpoint == "embeddings" and stream:
         raise InvalidRequest("embeddings cannot be streamed", param="stream", code="invalid_value")
+    if endpoint == "messages":
+        _check_max_tokens(payload.get("max_tokens"))
     return payload
+
+
+def _check_max_tokens(value: Any) -> None:
+    """Anthropic requires ``max_tokens``, a positive whole number (the rest of the body is read by
+    the upstream on the diagonal, or by the codec when it is translated)."""
+    if value is None:
+        raise InvalidRequest("missing required field 'max_tokens'", param="max_tokens", code="missing_field")
+    if type(value) is not int:
+        shown = repr(value) if type(value) is float else _kind(value)
+        raise InvalidRequest(f"'max_tokens' must be a whole number, not {shown}", param="max_tokens", code="invalid_type")
+    if value < 1:
+        raise InvalidRequest(f"'max_tokens' must be at least 1, not {value}", param="max_tokens", code="invalid_value")
 
 
 def _check_messages(messages: Any) -> None:

@@ -1,0 +1,1 @@
+"""Wire-format codecs, both directions, pure (see neutral.py and DESIGN.md, Protocols)."""
