@@ -108,11 +108,12 @@ def anthropic_error_body(message: str, type_: str) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
 
 
-def stream_error_event(fmt: str, message: str, code: str) -> bytes:
+def stream_error_event(fmt: str, message: str, code: str, anthropic_kind: str = "api_error") -> bytes:
     """The SSE event that ends a stream faregate cannot finish, in the client's format (``fmt``, a
-    codec NAME): Anthropic's ``event: error`` (type api_error), else OpenAI's error data event."""
+    codec NAME): Anthropic's ``event: error`` (of type ``anthropic_kind``: api_error, or
+    overloaded_error when an overloaded upstream cut it), else OpenAI's error data event."""
     if fmt == "anthropic":
-        return b"event: error\ndata: " + anthropic_error_body(message, "api_error") + b"\n\n"
+        return b"event: error\ndata: " + anthropic_error_body(message, anthropic_kind) + b"\n\n"
     return b"data: " + openai_error_body(message, "upstream_error", code) + b"\n\n"
 
 

@@ -279,8 +279,8 @@ class Pipeline:
 
     def _local(self, ex: Exchange, dep: Deployment, payload: dict[str, Any], policy: Policy) -> Answer:
         reply = mock.answer(ex.endpoint, dep, payload)
-        if reply.status >= 300:
-            raise openai.classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
+        if reply.status >= 300:  # the mock's error is in the client's format: read it as that format's provider would
+            raise SPEAKERS[ex.format].classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
         self.health.success(dep.label)
         if reply.events:
             ex.usage = reply.usage
@@ -366,7 +366,8 @@ class Pipeline:
             close = getattr(chunks, "aclose", None)
             if close is not None:  # a broken event: stop reading now (the connection is not reused)
                 await close()
-            yield _cut(ex, dep, err.reason, err.code if err.code in _EVENT_CODES else "stream_interrupted")
+            code = err.code if err.code in _EVENT_CODES else "stream_interrupted"
+            yield _cut(ex, dep, err.reason, code, overloaded=err.upstream_status == 529 or err.code == "overloaded_error")
             self.health.failure(dep.label, err, time.time(), policy)
             return
         if not watch.done:
@@ -417,12 +418,14 @@ class Outcomes:
 _EVENT_CODES = frozenset({"upstream_event_too_large", "upstream_malformed_event"})  # precise codes for a broken event
 
 
-def _cut(ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interrupted") -> bytes:
+def _cut(ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interrupted", *, overloaded: bool = False) -> bytes:
     """The error event that ends a stream the upstream did not finish; what was written before it
-    ends on an event boundary (see ``_relay``)."""
+    ends on an event boundary (see ``_relay``). An upstream that cut it as overloaded (Anthropic's
+    529 ``overloaded_error``) is said so to an Anthropic client, whose SDKs and Claude Code tell it
+    from an api_error (overloaded: retry later)."""
     ex.error_code, ex.status = code, 502
     message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
-    return stream_error_event(ex.format, message, code)  # in the client's format
+    return stream_error_event(ex.format, message, code, "overloaded_error" if overloaded else "api_error")  # the client's format
 
 
 def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected, fmt: str = "openai_chat") -> Answer:

@@ -176,7 +176,7 @@ def failure(error: neutral.Error) -> UpstreamError:
         return UpstreamRateLimited(reason, code=error.code)
     if error.kind in ("authentication", "permission"):
         return CredentialRejected(reason, code=error.code)
-    return UpstreamServerError(reason, code=error.code)
+    return UpstreamServerError(reason, status=529 if error.kind == "overloaded" else None, code=error.code)
 
 
 class StreamTranslator:

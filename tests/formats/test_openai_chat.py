@@ -221,7 +221,7 @@ def test_encode_request_maps_and_lists_what_it_cannot_carry() -> None:
         extra={"container": "c1", "seed": 3},
     )
     payload, dropped = openai_chat.encode_request(request, "gpt-4.1")
-    assert dropped == ("container", "thinking", "tool_result.is_error", "top_k")  # sorted; cache marks are hints, not listed
+    assert dropped == ("container", "thinking", "top_k")  # sorted; cache marks are hints, not listed; is_error is in the content
     assert payload == {
         "model": "gpt-4.1",
         "messages": [
@@ -236,7 +236,7 @@ def test_encode_request_maps_and_lists_what_it_cannot_carry() -> None:
                 "content": "Reading.",
                 "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "read", "arguments": '{"p":"a.png"}'}}],
             },
-            {"role": "tool", "tool_call_id": "toolu_1", "content": "an image:"},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: an image:"},
             {
                 "role": "user",
                 "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}, {"type": "text", "text": "Next?"}],
@@ -252,6 +252,33 @@ def test_encode_request_maps_and_lists_what_it_cannot_carry() -> None:
         "metadata": {"user_id": "u1"},
         "seed": 3,
     }
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ((Text("File does not exist."),), "Error: File does not exist."),
+        ((), "Error: the tool call failed"),
+        ((Text("exit 1"), Text("stderr: boom")), [{"type": "text", "text": "Error: exit 1"}, {"type": "text", "text": "stderr: boom"}]),
+    ],
+)
+def test_a_failed_tool_result_is_said_in_the_tool_message_not_dropped(content: Any, expected: Any) -> None:
+    """Anthropic's tool_result.is_error has no OpenAI field: the tool message's content says it
+    (ERROR_MARK first), so a Claude Code session's first failed tool call is no 400 under the
+    default drop_params false, and the model still learns the call failed."""
+    request = neutral.Request(
+        "m",
+        (
+            Message("assistant", (ToolCall("toolu_9", "read", "{}"),)),
+            Message("user", (ToolResult("toolu_9", content, is_error=True),)),
+        ),
+    )
+    payload, dropped = openai_chat.encode_request(request, "gpt-4.1")
+    assert dropped == ()
+    assert payload["messages"][1] == {"role": "tool", "tool_call_id": "toolu_9", "content": expected}
+    ok = neutral.Request("m", (request.messages[0], Message("user", (ToolResult("toolu_9", content),))))
+    plain, _ = openai_chat.encode_request(ok, "gpt-4.1")
+    assert "Error" not in orjson.dumps(plain["messages"][1]).decode()
 
 
 @pytest.mark.parametrize(("choice", "expected"), [("none", "none"), ("required", "required"), ("auto", None)])

@@ -31,6 +31,8 @@ models:
     - {provider: local, model: mock-error-400}
   down:
     - {provider: local, model: mock-error-503}
+  spent:
+    - {provider: local, model: mock-error-quota}
 prices:
   mock-small: {input: 1.0, output: 2.0}
   mock-stream-cut: {input: 1.0, output: 2.0}
@@ -204,6 +206,19 @@ def test_no_deployment_is_a_server_error_naming_every_deployment(gateway: Gatewa
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "overloaded_error"
     assert error["message"].startswith("no deployment available for model 'down': local/mock-error-503: 503")
+
+
+def test_a_mock_error_is_read_as_an_anthropic_provider_would_read_it(gateway: GatewayProcess) -> None:
+    """The mock answers an Anthropic client with Anthropic's error (here: the spend-limit 429, its
+    details.error_code); it is classified by the Anthropic transport, so it is the account's quota,
+    not a passing rate limit, as from a real Anthropic upstream."""
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        sdk(gateway).messages.create(model="spent", max_tokens=16, messages=HELLO)
+    error = caught.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "rate_limit_error"
+    assert error["message"] == (
+        "every deployment for model 'spent' is limited by its provider: local/mock-error-quota: 429 enforced_spend_limit_reached"
+    )
 
 
 def test_upstream_400_reaches_an_anthropic_client_in_anthropic_shape(gateway: GatewayProcess) -> None:

@@ -123,3 +123,40 @@ def test_a_stream_the_anthropic_upstream_cuts_ends_with_an_error_event(
     error = orjson.loads(data.removeprefix(b"data: "))
     assert error["type"] == "error" and error["error"]["type"] == "api_error"
     assert error["error"]["message"].startswith("the upstream stream from an/claude-haiku-4-5-20251001 was interrupted")
+
+
+def test_several_anthropic_beta_headers_reach_the_upstream_as_one_list(
+    gateway: GatewayProcess, fakes: tuple[FakeAnthropic, FakeOpenAI]
+) -> None:
+    """Claude Code may send anthropic-beta more than once; HTTP makes repeated headers one
+    comma-separated list, and every beta reaches the upstream in the order sent."""
+    an, _ = fakes
+    headers = [
+        ("x-api-key", MASTER_KEY),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "interleaved-thinking-2025-05-14"),
+        ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14, context-1m-2025-08-07"),
+    ]
+    body = orjson.dumps({"model": "claude", "max_tokens": 32, "messages": HELLO})
+    r = httpx.post(gateway.url + "/v1/messages", content=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    [seen] = an.requests
+    assert seen.betas == ["interleaved-thinking-2025-05-14", "fine-grained-tool-streaming-2025-05-14", "context-1m-2025-08-07"]
+
+
+def test_a_stream_an_overloaded_upstream_cuts_ends_with_an_overloaded_error_event(
+    gateway: GatewayProcess, fakes: tuple[FakeAnthropic, FakeOpenAI]
+) -> None:
+    """An Anthropic upstream's mid-stream overloaded_error stays overloaded_error for an Anthropic
+    client (which retries it later), not api_error."""
+    an, _ = fakes
+    an.set_rule("claude-haiku-4-5-20251001", errors.error_mid_stream("content_block_stop"))
+    body = orjson.dumps({"model": "claude-cut", "max_tokens": 32, "stream": True, "messages": HELLO})
+    raw = httpx.post(gateway.url + "/v1/messages", content=body, headers={"x-api-key": MASTER_KEY}, timeout=30).content
+    events = [e for e in raw.split(b"\n\n") if e.strip()]
+    name, data = events[-1].split(b"\n", 1)
+    assert name == b"event: error"
+    error = orjson.loads(data.removeprefix(b"data: "))["error"]
+    assert error["type"] == "overloaded_error"
+    assert error["message"].startswith("the upstream stream from an/claude-haiku-4-5-20251001 was interrupted")
+    assert "overloaded_error" in error["message"]

@@ -106,6 +106,33 @@ def test_parallel_tool_use_and_results_round_trip(w: World) -> None:
     assert [(t["tool_call_id"], t["content"]) for t in turns[2:]] == [("call_A", "sunny"), ("call_B", "14:00")]
 
 
+def test_a_failed_tool_result_reaches_an_openai_model_as_an_error_text_not_a_400(w: World) -> None:
+    """Claude Code marks a failed tool call's result is_error; OpenAI has no such field. Under the
+    default drop_params false it still goes through: the tool message says "Error: ...", and
+    nothing is listed as dropped."""
+    w.openai_upstream.enqueue(Behaviour(reply_text="The file is missing."))
+    turns: Any = [
+        *HELLO,
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "get_time", "input": {"tz": "CET"}}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_01",
+                    "is_error": True,
+                    "content": "<tool_use_error>no such zone</tool_use_error>",
+                }
+            ],
+        },
+    ]
+    raw = w.anthropic().messages.with_raw_response.create(model="gpt", max_tokens=100, messages=turns, tools=TOOLS)
+    assert raw.parse().content[0].text == "The file is missing."  # type: ignore[union-attr]
+    assert "x-faregate-dropped" not in raw.headers
+    tool = w.openai_upstream.requests[-1].json["messages"][-1]
+    assert tool == {"role": "tool", "tool_call_id": "toolu_01", "content": "Error: <tool_use_error>no such zone</tool_use_error>"}
+
+
 def test_streamed_tool_use_arrives_as_input_json_delta(w: World) -> None:
     w.openai_upstream.enqueue(Behaviour(tool_calls=PARALLEL))
     with w.anthropic().messages.stream(model="gpt", max_tokens=200, messages=HELLO, tools=TOOLS) as stream:

@@ -28,7 +28,11 @@ Decisions (also in the README's translation table):
   without them); ``parallel_tool_calls`` is written only with tools.
 - Encoding carries from ``extra`` only OpenAI Chat parameters (``_OPENAI_EXTRA``); any other extra
   field (from another format) is left out and listed. Also listed: ``top_k``, ``thinking``
-  (Thinking parts; a signature can reach only Anthropic), ``tool_result.is_error``.
+  (Thinking parts; a signature can reach only Anthropic).
+- A tool result marked ``is_error`` (no OpenAI counterpart) is carried in its content: the tool
+  message's text starts with ``ERROR_MARK`` ("Error: "), as OpenAI agent frameworks report a failed
+  tool to the model; it is not listed as dropped (Claude Code's first failed tool call on an OpenAI
+  model must not be a 400).
 - Images in a tool result (OpenAI tool messages carry text only) go into a user message right
   after the run of tool messages.
 - A field this codec cannot read into the neutral model is a 400 naming it (``param``), never
@@ -70,6 +74,7 @@ __all__ = [
 ]
 
 NAME = "openai_chat"
+ERROR_MARK = "Error: "  # starts the content of a tool message whose result was an error (is_error)
 
 # OpenAI Chat parameters with no neutral counterpart: carried from extra when encoding
 _OPENAI_EXTRA = frozenset(
@@ -111,9 +116,9 @@ def _encode_user(message: neutral.Message, out: list[dict[str, Any]], dropped: s
         if isinstance(part, neutral.ToolResult):
             texts = [p for p in part.content if isinstance(p, neutral.Text)]
             images += [p for p in part.content if isinstance(p, neutral.Image)]
+            if part.is_error:  # no OpenAI field for it: said in the content, as OpenAI agents report a failed tool
+                texts = [neutral.Text(ERROR_MARK + (texts[0].text if texts else "the tool call failed")), *texts[1:]]
             out.append({"role": "tool", "tool_call_id": part.call_id, "content": _content(list(texts)) if texts else ""})
-            if part.is_error:
-                dropped.add("tool_result.is_error")
         elif isinstance(part, neutral.Text | neutral.Image):
             rest.append(part)
         elif isinstance(part, neutral.Thinking):

@@ -41,6 +41,9 @@ def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) 
     for marker, (status, type_, code, message) in ERRORS.items():
         if marker in deployment.model:
             if endpoint == "messages" or endpoint == "count_tokens":
+                if code == "insufficient_quota":  # what Anthropic sends for an account at its spend limit
+                    limit = {"type": "rate_limit_error", "message": message, "details": {"error_code": "enforced_spend_limit_reached"}}
+                    return LocalReply(status=status, body=orjson.dumps({"type": "error", "error": limit}))
                 return LocalReply(status=status, body=anthropic_error_body(message, anthropic_type(status)))
             error = {"message": message, "type": type_, "param": None, "code": code}
             return LocalReply(status=status, body=orjson.dumps({"error": error}))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,7 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
         if free:
             ex.tokens = 0
         if forward:
-            ex.client_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in forward}
+            ex.client_headers = _forwarded(scope["headers"], forward)
         if gw.control.stale():  # this worker was paused or starved: apply pending reloads first
             await gw.control.catch_up()
         snap = gw.keyring.current
@@ -134,6 +134,18 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
             gw.finish(ex, time.perf_counter())
 
     return handle
+
+
+def _forwarded(headers: Iterable[tuple[bytes, bytes]], forward: frozenset[bytes]) -> dict[str, str]:
+    """The client headers named in ``forward``, lower-case names; a header sent several times is
+    one comma-separated list in the order sent (RFC 9110 5.3: ``anthropic-beta: a`` and
+    ``anthropic-beta: b`` mean ``anthropic-beta: a, b``), so no line of it is lost."""
+    kept: dict[str, str] = {}
+    for name, value in headers:
+        if name in forward:
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            kept[key] = kept[key] + ", " + text if key in kept else text
+    return kept
 
 
 def key_limits(key: VirtualKey) -> tuple[Limit, ...]:
