@@ -124,3 +124,47 @@ def test_a_dropped_field_name_is_echoed_only_as_token_characters(deps: dict[str,
     assert "\r" not in refused.value.message and "x??set-cookie??a?b" in refused.value.message
     _, dropped = Translator("openai_chat", body).prepare("anthropic", deps["lax"])
     assert dropped == ("x??set-cookie??a?b",)
+
+
+def test_good_events_read_together_with_a_bad_one_are_not_lost() -> None:
+    """One read can hold good events and then a bad one: the watchers hand the good ones to the relay
+    (``before``) so the client gets them ahead of the error event (they were lost before)."""
+    start = sse(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "m",
+                "type": "message",
+                "role": "assistant",
+                "model": "c",
+                "content": [],
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            },
+        },
+        "message_start",
+    )
+    error = sse({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}, "error")
+    diagonal = TRANSPORTS["anthropic"].stream_events(strip=False)
+    with pytest.raises(UpstreamServerError) as cut:
+        diagonal.feed([start, error])
+    assert cut.value.before == start
+
+    chunk = sse(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+        }
+    )
+    openai_watch = TRANSPORTS["openai"].stream_events(strip=True)
+    with pytest.raises(UpstreamProtocolError) as malformed:
+        openai_watch.feed([chunk, b"data: {not json\n\n"])
+    assert malformed.value.before == chunk
+
+    translated = Translator("openai_chat", dict(OPENAI_BODY)).stream(TRANSPORTS["anthropic"], "claude-sonnet-4-5", "r1")
+    text = sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, "content_block_start")
+    delta = sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}, "content_block_delta")
+    with pytest.raises(UpstreamServerError) as failed:
+        translated.feed([start, text, delta, error])
+    assert b"Hello" in failed.value.before

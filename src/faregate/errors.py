@@ -240,6 +240,7 @@ class UpstreamError(FaregateError):
     type = "upstream_error"
     code = "upstream_error"
     credential_scoped = False  # set when only the credential failed: the deployment may be retried with another
+    before = b""  # mid-stream: the complete events that arrived with the bad one, to send before the error event
 
     def __init__(self, reason: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(reason, code=code)

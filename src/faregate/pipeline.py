@@ -366,6 +366,8 @@ class Pipeline:
             close = getattr(chunks, "aclose", None)
             if close is not None:  # a broken event: stop reading now (the connection is not reused)
                 await close()
+            if err.before:  # complete events read together with the bad one: they are the client's
+                yield err.before
             code = err.code if err.code in _EVENT_CODES else "stream_interrupted"
             yield _cut(ex, dep, err.reason, code, overloaded=err.upstream_status == 529 or err.code == "overloaded_error")
             self.health.failure(dep.label, err, time.time(), policy)

@@ -199,6 +199,13 @@ class StreamTranslator:
 
     def feed(self, events: list[bytes]) -> bytes:
         out: list[bytes] = []
+        try:
+            return self._feed(events, out)
+        except UpstreamError as err:  # what the good events before the bad one became goes out first
+            err.before = b"".join(out)
+            raise
+
+    def _feed(self, events: list[bytes], out: list[bytes]) -> bytes:
         for event in events:
             self.seen += 1
             value = sse.data_of(event)

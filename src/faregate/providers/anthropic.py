@@ -233,45 +233,53 @@ class StreamEvents:
         self._problems: list[str] = []
 
     def feed(self, events: list[bytes]) -> bytes:
-        """The bytes of ``events`` to send on. No helper calls for most events: this runs per read."""
-        for event in events:
-            self.seen += 1
-            # the usual event is `event: <name>\ndata: <json>\n\n`: read its one data line directly
-            if event.startswith(b"event: "):
-                at = event.find(b"\ndata: ")
-                value = event[at + 7 :].rstrip(b"\r\n") if at >= 0 else None
-            elif event.startswith(b"data: "):
-                value = event[6:].rstrip(b"\r\n")
-            else:
-                value = None
-            if value is None or b"\n" in value or b"\r" in value:  # anything else: the general case
-                value = sse.data_of(event)
-                if value is None:  # a comment, an empty event, an event without data
-                    continue
-            try:
-                data = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                data = None
-            if type(data) is not dict:
-                raise UpstreamProtocolError(
-                    f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
-                )
-            kind = data.get("type")
-            if kind == "message_start":
-                message = data.get("message")
-                usage = message.get("usage") if type(message) is dict else None
-                if type(usage) is dict:
-                    _read(usage, self._counts, self._problems)
-                    self.usage = _normalised(self._counts, self._problems)
-            elif kind == "message_delta":
-                usage = data.get("usage")
-                if type(usage) is dict:
-                    _read(usage, self._counts, self._problems)
-                    self.usage = _normalised(self._counts, self._problems)
-            elif kind == "message_stop":
-                self.done = True
-            elif kind == "error":
-                raise _stream_error(data, value)
+        """The bytes of ``events`` to send on. No helper calls for most events: this runs per read.
+        A bad event raises; the error carries the events before it (``before``), which the relay
+        sends first: a read holding good events and a bad one loses none of the good."""
+        start = self.seen
+        try:
+            for event in events:
+                self.seen += 1
+                # the usual event is `event: <name>\ndata: <json>\n\n`: read its one data line directly
+                if event.startswith(b"event: "):
+                    at = event.find(b"\ndata: ")
+                    value = event[at + 7 :].rstrip(b"\r\n") if at >= 0 else None
+                elif event.startswith(b"data: "):
+                    value = event[6:].rstrip(b"\r\n")
+                else:
+                    value = None
+                if value is None or b"\n" in value or b"\r" in value:  # anything else: the general case
+                    value = sse.data_of(event)
+                    if value is None:  # a comment, an empty event, an event without data
+                        continue
+                try:
+                    data = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    data = None
+                if type(data) is not dict:
+                    raise UpstreamProtocolError(
+                        f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)",
+                        code="upstream_malformed_event",
+                    )
+                kind = data.get("type")
+                if kind == "message_start":
+                    message = data.get("message")
+                    usage = message.get("usage") if type(message) is dict else None
+                    if type(usage) is dict:
+                        _read(usage, self._counts, self._problems)
+                        self.usage = _normalised(self._counts, self._problems)
+                elif kind == "message_delta":
+                    usage = data.get("usage")
+                    if type(usage) is dict:
+                        _read(usage, self._counts, self._problems)
+                        self.usage = _normalised(self._counts, self._problems)
+                elif kind == "message_stop":
+                    self.done = True
+                elif kind == "error":
+                    raise _stream_error(data, value)
+        except UpstreamError as err:
+            err.before = b"".join(events[: self.seen - start - 1])
+            raise
         return b"".join(events)
 
 

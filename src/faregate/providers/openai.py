@@ -201,9 +201,11 @@ class StreamEvents:
             except orjson.JSONDecodeError:
                 data = None
             if type(data) is not dict:
-                raise UpstreamProtocolError(
+                bad = UpstreamProtocolError(
                     f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
                 )
+                bad.before = b"".join(e for e in events[: events.index(event)] if e in kept)  # the relay sends these first
+                raise bad
             if type(data.get("usage")) is dict:
                 self.usage = usage_of(data) or self.usage
                 if self.strip and data.get("choices") == []:
