@@ -42,7 +42,7 @@ run: install
 	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml --host '$(HOST)' --port '$(PORT)'
 
 test: install system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2  # two test processes: most tests wait on real servers and subprocesses
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
