@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import httpx
 import pytest
 
@@ -117,6 +118,13 @@ def test_make_run_serves_on_the_port_given(tmp_path: Path) -> None:
             f"http://127.0.0.1:{port}/v1/chat/completions", headers={"authorization": "Bearer sk-faregate-demo"}, json=body, timeout=20
         )
         assert reply.status_code == 200
+        # the demo answers Anthropic clients too (Claude Code: ANTHROPIC_BASE_URL + ANTHROPIC_AUTH_TOKEN / ANTHROPIC_API_KEY)
+        for auth in ({"auth_token": "sk-faregate-demo"}, {"api_key": "sk-faregate-demo"}):
+            claude = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", max_retries=0, timeout=20, **auth)  # type: ignore[arg-type]
+            message = claude.messages.create(model="demo-chat", max_tokens=100, messages=[{"role": "user", "content": "Hello!"}])
+            assert message.type == "message" and message.content and message.usage.output_tokens > 0
+            with claude.messages.stream(model="demo-chat", max_tokens=100, messages=[{"role": "user", "content": "Hello!"}]) as events:
+                assert "".join(events.text_stream)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -126,3 +134,4 @@ def test_make_run_serves_on_the_port_given(tmp_path: Path) -> None:
             proc.wait(5)
     printed = log.read_text()
     assert f"faregate demo on http://127.0.0.1:{port}" in printed and f"curl -s http://127.0.0.1:{port}/v1/chat" in printed
+    assert f"curl -s http://127.0.0.1:{port}/v1/messages" in printed

@@ -76,7 +76,10 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 
 
 def metric_502(gw: GatewayProcess) -> bool:
-    return 'faregate_requests_total{model="m",deployment="up/gpt-4o-mini",status="502"} 1' in httpx.get(gw.url + "/metrics").text
+    return (
+        'faregate_requests_total{model="m",deployment="up/gpt-4o-mini",status="502",format="openai_chat",provider_type="openai"} 1'
+        in httpx.get(gw.url + "/metrics").text
+    )
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -121,7 +124,11 @@ def test_crlf_and_cr_upstreams_stream_at_once_and_hide_the_injected_usage_event(
     assert reference(bytes(tap.seen))[-1] == b"[DONE]"
 
     def priced() -> bool:
-        lines = [x for x in httpx.get(gw.url + "/metrics").text.splitlines() if x.startswith('faregate_cost_usd_total{model="m"}')]
+        lines = [
+            x
+            for x in httpx.get(gw.url + "/metrics").text.splitlines()
+            if x.startswith('faregate_cost_usd_total{model="m",format="openai_chat",provider_type="openai"}')
+        ]
         return bool(lines) and float(lines[0].split()[-1]) > 0
 
     wait_for(priced, "the stream priced from the usage event it read")

@@ -33,9 +33,13 @@ def test_stream_priced_without_showing_usage_to_a_client_that_did_not_ask(fake: 
     text = "".join(c.choices[0].delta.content or "" for c in client(gw).chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
     assert text == "Hello from the fake upstream."
     metrics = httpx.get(gw.url + "/metrics").text
-    cost = [line for line in metrics.splitlines() if line.startswith('faregate_cost_usd_total{model="m"}')]
+    cost = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('faregate_cost_usd_total{model="m",format="openai_chat",provider_type="openai"}')
+    ]
     assert cost and float(cost[0].split()[-1]) > 0
-    assert 'faregate_tokens_total{model="m",kind="completion"}' in metrics
+    assert 'faregate_tokens_total{model="m",kind="completion",format="openai_chat",provider_type="openai"}' in metrics
 
 
 def test_a_client_that_asked_for_usage_gets_it(fake: FakeOpenAI, gateways: Start) -> None:
@@ -67,5 +71,5 @@ def test_client_disconnect_mid_stream_releases_the_request(fake: FakeOpenAI, gat
         if 'status="499"' in text:
             break
         time.sleep(0.1)
-    assert 'faregate_requests_total{model="m",deployment="up/slow",status="499"} 1' in text
+    assert 'faregate_requests_total{model="m",deployment="up/slow",status="499",format="openai_chat",provider_type="openai"} 1' in text
     assert "faregate_requests_in_flight 0" in text

@@ -97,7 +97,12 @@ def test_absurd_usage_keeps_the_log_line_and_the_metrics_sane(fake: FakeOpenAI, 
             assert state["spent_usd"] == pytest.approx(RESERVATION)
             asked.append(request_id)
         metrics = http.get("/metrics").text
-    tokens = [float(v) for v in re.findall(r'^faregate_tokens_total\{model="m",kind="\w+"\} (\S+)$', metrics, re.M)]
+    tokens = [
+        float(v)
+        for v in re.findall(
+            r'^faregate_tokens_total\{model="m",kind="\w+",format="openai_chat",provider_type="openai"\} (\S+)$', metrics, re.M
+        )
+    ]
     assert all(v < 1e6 for v in tokens), tokens  # not 1e300
     gw.stop()
     lines = {json.loads(line)["request_id"]: json.loads(line) for line in gw.logs().splitlines() if '"faregate.access"' in line}

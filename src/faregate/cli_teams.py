@@ -109,7 +109,7 @@ SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", 
 
 
 def spend(
-    group_by: Annotated[str, typer.Option(help="comma list of: key, team, model, day, deployment (none: one total)")] = "",
+    group_by: Annotated[str, typer.Option(help="comma list of: key, team, model, day, deployment, format (none: one total)")] = "",
     start: Annotated[str | None, typer.Option(help="YYYY-MM-DD (UTC) or Unix seconds, included")] = None,
     end: Annotated[str | None, typer.Option(help="YYYY-MM-DD (UTC) or Unix seconds, included")] = None,
     key_id: Annotated[str | None, typer.Option(help="only this key")] = None,

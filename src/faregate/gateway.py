@@ -28,6 +28,7 @@ from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
+from faregate.providers import TRANSPORTS
 from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from faregate.spendlog import SpendLog, outbox_directory
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
@@ -130,25 +131,38 @@ class Gateway:
         model = ex.model or "-"
         if ex.model and (ex.generation is None or ex.model not in ex.generation.models):
             model = UNKNOWN_MODEL  # a name the client chose: one label for all of them, or metrics grow without bound
-        deployment = ex.deployment.label if ex.deployment else "-"
+        dep, fmt = ex.deployment, ex.format
+        deployment, ptype = (dep.label, dep.provider.type) if dep else ("-", "-")
         m = self.metrics
         m.dirty = True
         counters, histograms = m.counters, m.histograms
         series = counters["faregate_requests_total"]
-        key = (model, deployment, str(ex.status))
+        key = (model, deployment, str(ex.status), fmt, ptype)
         series[key] = series.get(key, 0.0) + 1
-        m.observe(histograms["faregate_request_duration_seconds"], (model,), elapsed)
+        labels = (model, fmt, ptype)
+        m.observe(histograms["faregate_request_duration_seconds"], labels, elapsed)
         if ex.ttfb is not None:
-            m.observe(histograms["faregate_time_to_first_token_seconds"], (model,), ex.ttfb)
+            m.observe(histograms["faregate_time_to_first_token_seconds"], labels, ex.ttfb)
         usage = ex.usage
         if usage is not None:
             tokens = counters["faregate_tokens_total"]
-            tokens[(model, "prompt")] = tokens.get((model, "prompt"), 0.0) + usage.prompt_tokens
-            tokens[(model, "completion")] = tokens.get((model, "completion"), 0.0) + usage.completion_tokens
+            prompt, completion = (model, "prompt", fmt, ptype), (model, "completion", fmt, ptype)
+            tokens[prompt] = tokens.get(prompt, 0.0) + usage.prompt_tokens
+            tokens[completion] = tokens.get(completion, 0.0) + usage.completion_tokens
+            parts = (
+                ("cache_read", usage.cached_tokens),
+                ("cache_write_5m", usage.cache_write_5m),
+                ("cache_write_1h", usage.cache_write_1h),
+                ("reasoning", usage.reasoning_tokens),
+            )
+            for kind, count in parts:  # parts of prompt/completion, priced at their own rates: only when reported
+                if count:
+                    part = (model, kind, fmt, ptype)
+                    tokens[part] = tokens.get(part, 0.0) + count
         if ex.cost:
-            m.inc("faregate_cost_usd_total", (model,), ex.cost)
+            m.inc("faregate_cost_usd_total", labels, ex.cost)
         elif ex.cost is None and 200 <= ex.status < 300:  # answered, cost unknown: counted, never a silent $0
-            m.inc("faregate_unpriced_requests_total", (model,))
+            m.inc("faregate_unpriced_requests_total", labels)
         for label, kind in ex.failures:
             m.inc("faregate_upstream_errors_total", (label, kind))
         self.spend.record(spend_row(ex, elapsed))
@@ -159,9 +173,13 @@ class Gateway:
                     "worker": self.pid,
                     "key": ex.key_id,
                     "endpoint": ex.endpoint,
+                    "format": fmt,
                     "model": ex.model or None,
                     "stream": ex.stream,
-                    "deployment": ex.deployment.label if ex.deployment else None,
+                    "deployment": dep.label if dep else None,
+                    "provider_type": dep.provider.type if dep else None,
+                    "translated": translated(ex),
+                    "dropped": ",".join(ex.dropped) if ex.dropped else None,
                     "credential": ex.credential.label if ex.credential else None,
                     "generation": ex.generation.id if ex.generation else None,
                     "fallback_from": ex.fallback_from,
@@ -225,6 +243,16 @@ class Gateway:
                     log.warning(f"cannot write metrics snapshot: {exc}")
 
 
+def translated(ex: Exchange) -> bool:
+    """Whether the answering deployment speaks another format than the client's (off the diagonal:
+    the request and the reply went through the neutral model). The mock answers in the client's own."""
+    dep = ex.deployment
+    if dep is None:
+        return False
+    transport = TRANSPORTS.get(dep.provider.type)
+    return transport is not None and transport.format != ex.format
+
+
 def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:
     """The spend log row of one proxied request, whoever made it: a virtual key, the master key
     (key_id None) or a caller refused before auth succeeded (key_id None, status 401): one row per
@@ -239,6 +267,7 @@ def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:
         "team_id": ex.team_id,
         "user_id": ex.user_id,
         "endpoint": ex.endpoint,
+        "format": ex.format,
         "model": ex.model or None,
         "deployment": dep.label if dep else None,
         "provider": dep.provider.name if dep else None,

@@ -23,12 +23,12 @@ def test_metrics_after_traffic(fake: FakeOpenAI, gateways: Callable[..., Gateway
         http.post("/v1/chat/completions", json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "Hi"}]})
         http.post("/v1/chat/completions", json={"model": "limited", "messages": [{"role": "user", "content": "Hi"}]})
         text = http.get("/metrics").text
-    assert 'faregate_requests_total{model="m",deployment="up/a-model",status="200"} 2' in text
-    assert 'faregate_requests_total{model="limited",deployment="up/l",status="429"} 1' in text
-    assert 'faregate_time_to_first_token_seconds_count{model="m"} 1' in text
-    assert 'faregate_request_duration_seconds_bucket{model="m",le="+Inf"} 2' in text
+    assert 'faregate_requests_total{model="m",deployment="up/a-model",status="200",format="openai_chat",provider_type="openai"} 2' in text
+    assert 'faregate_requests_total{model="limited",deployment="up/l",status="429",format="openai_chat",provider_type="openai"} 1' in text
+    assert 'faregate_time_to_first_token_seconds_count{model="m",format="openai_chat",provider_type="openai"} 1' in text
+    assert 'faregate_request_duration_seconds_bucket{model="m",format="openai_chat",provider_type="openai",le="+Inf"} 2' in text
     assert 'faregate_upstream_errors_total{deployment="up/l",class="UpstreamRateLimited"} 1' in text
-    assert 'faregate_unpriced_requests_total{model="m"} 2' in text  # a-model has no price
+    assert 'faregate_unpriced_requests_total{model="m",format="openai_chat",provider_type="openai"} 2' in text  # a-model has no price
     assert 'faregate_deployment_cooldown{deployment="up/l"} 1' in text
-    assert 'faregate_tokens_total{model="m",kind="prompt"}' in text
+    assert 'faregate_tokens_total{model="m",kind="prompt",format="openai_chat",provider_type="openai"}' in text
     assert "faregate_requests_in_flight 0" in text  # every proxied request has finished; /metrics itself is not counted

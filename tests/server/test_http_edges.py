@@ -144,7 +144,7 @@ def test_paths_outside_the_api_are_plain_404(gateway: GatewayProcess) -> None:
 
 
 def _requests_total(metrics: str, model: str, status: str) -> float:
-    pattern = rf'^faregate_requests_total\{{model="{re.escape(model)}",deployment="-",status="{status}"\}} (\S+)$'
+    pattern = rf'^faregate_requests_total\{{model="{re.escape(model)}",deployment="-",status="{status}",format="openai_chat",provider_type="-"\}} (\S+)$'
     found = re.search(pattern, metrics, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -163,5 +163,8 @@ def test_client_chosen_model_names_share_one_metrics_label(gateway: GatewayProce
         assert name not in after
     assert _requests_total(after, "(unknown)", "404") - _requests_total(before, "(unknown)", "404") == 5
     assert _requests_total(after, "hidden", "403") - _requests_total(before, "hidden", "403") == 1
-    assert 'faregate_requests_total{model="chat-small",deployment="local/mock-small",status="200"}' in after
-    assert 'faregate_request_duration_seconds_count{model="(unknown)"}' in after
+    assert (
+        'faregate_requests_total{model="chat-small",deployment="local/mock-small",status="200",format="openai_chat",provider_type="mock"}'
+        in after
+    )
+    assert 'faregate_request_duration_seconds_count{model="(unknown)",format="openai_chat",provider_type="-"}' in after

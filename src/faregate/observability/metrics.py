@@ -17,19 +17,41 @@ import orjson
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
+# ``format`` is the client's wire format (a codec NAME: openai_chat | anthropic) and ``provider_type``
+# the answering deployment's provider type (openai | anthropic | mock; "-" when none was reached):
+# both come from fixed sets, so they multiply the series by a small constant, never by client input.
 SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "faregate_requests_total": (
         "counter",
-        'Requests answered, by public model ("(unknown)" for a name that is not configured), deployment and HTTP status',
-        ("model", "deployment", "status"),
+        'Requests answered, by public model ("(unknown)" for a name that is not configured), deployment, HTTP status, '
+        "client format and provider type",
+        ("model", "deployment", "status", "format", "provider_type"),
     ),
-    "faregate_request_duration_seconds": ("histogram", "Time from arrival to the last byte sent", ("model",)),
-    "faregate_time_to_first_token_seconds": ("histogram", "Time from arrival to the first streamed upstream byte", ("model",)),
-    "faregate_tokens_total": ("counter", "Tokens reported by upstreams", ("model", "kind")),
-    "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model",)),
+    "faregate_request_duration_seconds": (
+        "histogram",
+        "Time from arrival to the last byte sent",
+        ("model", "format", "provider_type"),
+    ),
+    "faregate_time_to_first_token_seconds": (
+        "histogram",
+        "Time from arrival to the first streamed upstream byte",
+        ("model", "format", "provider_type"),
+    ),
+    "faregate_tokens_total": (
+        "counter",
+        "Tokens reported by upstreams, by kind: prompt (every input token, cache reads and writes included), completion "
+        "(reasoning included), and the parts of those priced at their own rates: cache_read, cache_write_5m, "
+        "cache_write_1h, reasoning",
+        ("model", "kind", "format", "provider_type"),
+    ),
+    "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model", "format", "provider_type")),
     "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
     "faregate_usage_anomalies_total": ("counter", "Replies whose reported usage was invalid (then priced as unknown)", ("deployment",)),
-    "faregate_unpriced_requests_total": ("counter", "Answered requests whose cost is unknown (unpriced model or no usage)", ("model",)),
+    "faregate_unpriced_requests_total": (
+        "counter",
+        "Answered requests whose cost is unknown (unpriced model or no usage)",
+        ("model", "format", "provider_type"),
+    ),
     "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
     "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),
     "faregate_spend_rows_total": (

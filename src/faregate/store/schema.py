@@ -68,6 +68,7 @@ spend_log = Table(
     Column("team_id", String(40), nullable=True),
     Column("user_id", String(200), nullable=True),
     Column("endpoint", String(20), nullable=False),
+    Column("format", String(20), nullable=True),  # the client's wire format: openai_chat | anthropic (None: before 0006)
     Column("model", String(200), nullable=True),  # the public model name asked for (None: refused before it was read)
     Column("deployment", String(400), nullable=True),  # `<provider>/<upstream model>` that answered (or last tried)
     Column("provider", String(200), nullable=True),

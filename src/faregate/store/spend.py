@@ -40,6 +40,7 @@ GROUPS: dict[str, ColumnElement[Any]] = {
     "model": spend_log.c.model,
     "day": spend_log.c.day,
     "deployment": spend_log.c.deployment,
+    "format": spend_log.c.format,
 }
 
 
