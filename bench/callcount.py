@@ -29,7 +29,7 @@ from typing import Any
 
 import uvicorn
 
-from bench import lockstep_anthropic
+from bench import lockstep_anthropic, lockstep_translated
 from bench.lockstep import LockstepUpstream, OneWrite
 from bench.lockstep import send as _send
 from bench.lockstep import visible_events as _visible_events
@@ -225,14 +225,24 @@ async def _migrate(database: str) -> None:
         await engine.dispose()
 
 
-def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5, kind: str = "openai") -> Count:
+def count_calls(
+    requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5, kind: str = "openai", client: str | None = None
+) -> Count:
     """Calls per request through the lockstep upstream; a stream has ``chunks`` content events.
-    ``kind``: the diagonal, ``openai`` (/v1/chat/completions to an OpenAI upstream) or ``anthropic``
-    (/v1/messages to an Anthropic upstream, bench.lockstep_anthropic)."""
+    ``kind``: the upstream, ``openai`` or ``anthropic``; ``client``: the client's format, the same
+    by default (a diagonal: /v1/chat/completions to an OpenAI upstream, or /v1/messages to an
+    Anthropic one, bench.lockstep_anthropic), else the translated direction (bench.lockstep_translated)."""
     body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
-    upstream = LockstepUpstream() if kind == "openai" else lockstep_anthropic.AnthropicLockstepUpstream()
-    send = _send if kind == "openai" else lockstep_anthropic.send
+    grouped = lockstep_translated.upstream_for(kind) if client is not None and client != kind else None
+    upstream: LockstepUpstream
+    send: Any
+    if grouped is not None:
+        upstream, send = grouped, lockstep_translated.send
+    elif kind == "openai":
+        upstream, send = LockstepUpstream(), _send
+    else:
+        upstream, send = lockstep_anthropic.AnthropicLockstepUpstream(), lockstep_anthropic.send
     visible_events = _visible_events if kind == "openai" else lockstep_anthropic.visible_events
     upstream.chunks = chunks
     try:
@@ -267,22 +277,26 @@ def count_calls(requests: int = 200, *, stream: bool = False, log: bool = False,
         calls=counter.calls,
         by_package=dict(by_package),
         by_function=dict(counter.by_function),
-        events=visible_events(body, chunks) if stream else 0,
+        events=(sum(grouped.expect) if grouped is not None else visible_events(body, chunks)) if stream else 0,
         background=counter.background,
     )
 
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    diagonal = "anthropic" if "--anthropic" in sys.argv else "openai"  # --anthropic: the Anthropic diagonal
+    # --anthropic: the Anthropic diagonal; --to-anthropic / --to-openai: an OpenAI (Anthropic) client
+    # translated to an Anthropic (OpenAI) upstream
+    diagonal = "anthropic" if "--anthropic" in sys.argv or "--to-anthropic" in sys.argv else "openai"
+    client = {"--to-anthropic": "openai", "--to-openai": "anthropic"}
+    chosen = next((client[a] for a in sys.argv if a in client), None)
     for stream in (False, True):
-        result = count_calls(stream=stream, log=True, kind=diagonal)
+        result = count_calls(stream=stream, log=True, kind=diagonal, client=chosen)
         kind = "stream" if stream else "plain"
         print(
             f"{kind}: {result.per_request:.0f} Python calls per request ({result.calls} over {result.requests}; background {result.background})"
         )
         if stream:
-            longer = count_calls(stream=True, log=True, chunks=15, kind=diagonal)
+            longer = count_calls(stream=True, log=True, chunks=15, kind=diagonal, client=chosen)
             per_event = (longer.calls - result.calls) / result.requests / (longer.events - result.events)
             print(f"  {per_event:.1f} per SSE event ({result.events} and {longer.events} events per stream)")
         for pkg, n in sorted(result.by_package.items(), key=lambda kv: -kv[1]):

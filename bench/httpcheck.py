@@ -22,21 +22,26 @@ def post(port: int, path: str, body: bytes, headers: dict[str, str], timeout: fl
         conn.close()
 
 
-def check_plain(status: int, body: bytes) -> str | None:
-    """None if the reply is a 200 chat.completion with choices, else a reason."""
+def check_plain(status: int, body: bytes, client: str = "openai") -> str | None:
+    """None if the reply is a 200 chat.completion with choices (an Anthropic client: a message
+    with content), else a reason."""
     if status != 200:
         return f"status {status}: {body[:300]!r}"
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return f"not JSON: {body[:300]!r}"
-    if not isinstance(doc, dict) or not doc.get("choices"):
-        return f"no choices: {body[:300]!r}"
+    field = "content" if client == "anthropic" else "choices"
+    if not isinstance(doc, dict) or not doc.get(field):
+        return f"no {field}: {body[:300]!r}"
     return None
 
 
-def count_stream(body: bytes) -> tuple[int, bool]:
-    """(content events, saw [DONE]) in an SSE body, counting ``data:`` lines with content."""
+def count_stream(body: bytes, client: str = "openai") -> tuple[int, bool]:
+    """(content events, saw [DONE]) in an SSE body, counting ``data:`` lines with content. An
+    Anthropic stream: (text deltas with text, saw message_stop)."""
+    if client == "anthropic":
+        return _count_anthropic(body)
     content = 0
     done = False
     for line in body.split(b"\n"):
@@ -59,11 +64,31 @@ def count_stream(body: bytes) -> tuple[int, bool]:
     return content, done
 
 
-def check_stream(status: int, body: bytes) -> str | None:
-    """None if the stream is 200 with all content events and [DONE], else a reason."""
+def _count_anthropic(body: bytes) -> tuple[int, bool]:
+    content = 0
+    done = False
+    for line in body.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        try:
+            doc = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            continue
+        kind = doc.get("type") if isinstance(doc, dict) else None
+        if kind == "message_stop":
+            done = True
+        elif kind == "content_block_delta":
+            delta = doc.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta" and delta.get("text"):
+                content += 1
+    return content, done
+
+
+def check_stream(status: int, body: bytes, client: str = "openai") -> str | None:
+    """None if the stream is 200 with all content events and its end ([DONE]; message_stop), else a reason."""
     if status != 200:
         return f"status {status}: {body[:300]!r}"
-    content, done = count_stream(body)
+    content, done = count_stream(body, client)
     if content != STREAM_EVENTS or not done:
         return f"{content}/{STREAM_EVENTS} content events, [DONE]={done}: {body[:300]!r}"
     return None
@@ -76,6 +101,7 @@ def wait_ready(
     headers: dict[str, str],
     timeout: float,
     alive: Callable[[], bool] | None = None,
+    client: str = "openai",
 ) -> tuple[bool, str]:
     """Poll until a plain POST succeeds; return (ok, last error)."""
     deadline = time.monotonic() + timeout
@@ -85,7 +111,7 @@ def wait_ready(
             return False, f"process exited; last error: {last}"
         try:
             status, reply = post(port, path, body, headers, timeout=2.0)
-            last = check_plain(status, reply) or ""
+            last = check_plain(status, reply, client) or ""
             if not last:
                 return True, ""
         except (OSError, http.client.HTTPException) as exc:

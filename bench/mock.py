@@ -14,6 +14,7 @@ import orjson
 
 STREAM_EVENTS = 50
 MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
 CREATED = 1_730_000_000
 PROMPT_TOKENS = 9
 WORDS = ("Hello", "!", " How", " can", " I", " help", " you", " today", "?", " I")
@@ -84,6 +85,80 @@ def stream_body(events: int = STREAM_EVENTS) -> bytes:
     return b"".join(out)
 
 
+def anthropic_plain_body() -> bytes:
+    """A realistic non-streamed Anthropic Messages reply (``type: message``)."""
+    doc = {
+        "id": "msg_01Bench000000000000000000",
+        "type": "message",
+        "role": "assistant",
+        "model": ANTHROPIC_MODEL,
+        "content": [{"type": "text", "text": "Hello! How can I help you today?"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": PROMPT_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": 9,
+            "service_tier": "standard",
+        },
+    }
+    return orjson.dumps(doc) + b"\n"
+
+
+def _sse(name: str, data: dict[str, object]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def anthropic_stream_body(events: int = STREAM_EVENTS) -> bytes:
+    """An Anthropic Messages SSE stream in the API's exact sequence (tests/fakes/anthropic_wire.py):
+    message_start (input usage), content_block_start, ping, ``events`` text deltas,
+    content_block_stop, message_delta (stop reason, usage), message_stop; no ``[DONE]``."""
+    used = {
+        "input_tokens": PROMPT_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 1,
+        "service_tier": "standard",
+    }
+    message: dict[str, object] = {
+        "id": "msg_01Bench000000000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": ANTHROPIC_MODEL,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": used,
+    }
+    out = [
+        _sse("message_start", {"type": "message_start", "message": message}),
+        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        _sse("ping", {"type": "ping"}),
+    ]
+    for i in range(events):
+        delta = {"type": "text_delta", "text": WORDS[i % len(WORDS)]}
+        out.append(_sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+    out.append(_sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    final = {"input_tokens": PROMPT_TOKENS, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": events}
+    delta_end = {"stop_reason": "end_turn", "stop_sequence": None}
+    out.append(_sse("message_delta", {"type": "message_delta", "delta": delta_end, "usage": final}))
+    out.append(_sse("message_stop", {"type": "message_stop"}))
+    return b"".join(out)
+
+
+# What the mock serves: (URL prefix, file under it, body, content type). The Anthropic prefixes are
+# an anthropic provider's base_url (its transport adds /v1/messages).
+MOCK_FILES = (
+    ("plain", "v1/chat/completions", plain_body, "application/json"),
+    ("stream", "v1/chat/completions", stream_body, "text/event-stream"),
+    ("anthropic-plain", "v1/messages", anthropic_plain_body, "application/json"),
+    ("anthropic-stream", "v1/messages", anthropic_stream_body, "text/event-stream"),
+)
+
+
 def _common(prefix: Path) -> str:
     """Directives shared by both nginx instances; every path lives in ``prefix``."""
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -106,22 +181,22 @@ def _http_common(prefix: Path) -> str:
 def write_mock(prefix: Path, port: int) -> Path:
     """Write the mock's files and config under ``prefix``; return the config path."""
     www = prefix / "www"
-    for kind, body in (("plain", plain_body()), ("stream", stream_body())):
-        path = www / kind / "v1" / "chat"
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "completions").write_bytes(body)
+    locations = ""
+    for kind, name, body, ctype in MOCK_FILES:
+        path = www / kind / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body())
+        extra = "      add_header Cache-Control no-cache;\n" if ctype == "text/event-stream" else ""
+        locations += (
+            f"    location /{kind}/ {{\n      types {{ }}\n      default_type {ctype};\n{extra}      error_page 405 =200 $uri;\n    }}\n"
+        )
     conf = (
         _common(prefix)
         + "http {\n"
         + _http_common(prefix)
-        + (
-            f"  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    root {www};\n"
-            "    location /plain/ {\n      types { }\n      default_type application/json;\n"
-            "      error_page 405 =200 $uri;\n    }\n"
-            "    location /stream/ {\n      types { }\n      default_type text/event-stream;\n"
-            "      add_header Cache-Control no-cache;\n"
-            "      error_page 405 =200 $uri;\n    }\n  }\n}\n"
-        )
+        + f"  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    root {www};\n"
+        + locations
+        + "  }\n}\n"
     )
     path = prefix / "nginx.conf"
     path.write_text(conf)

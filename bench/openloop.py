@@ -67,6 +67,7 @@ async def _one(
     stream: bool,
     sched: float,
     st: Stats,
+    client: str = "openai",
 ) -> None:
     st.send_lag.append(time.perf_counter() - sched)
     first: float | None = None
@@ -89,7 +90,7 @@ async def _one(
         st.error(f"status {status}")
         return
     if stream:
-        content, done = count_stream(bytes(buf))
+        content, done = count_stream(bytes(buf), client)
         if content != STREAM_EVENTS or not done:
             st.streams_incomplete += 1
             st.events_lost += max(0, STREAM_EVENTS - content)
@@ -97,7 +98,9 @@ async def _one(
     st.ttfb.append((first or end) - sched)
 
 
-async def _schedule(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, rate: float, n: int, st: Stats) -> None:
+async def _schedule(
+    session: aiohttp.ClientSession, url: str, body: bytes, stream: bool, rate: float, n: int, st: Stats, client: str
+) -> None:
     """Start request ``i`` at ``t0 + i / rate`` whether or not earlier ones have finished."""
     async with asyncio.TaskGroup() as tg:
         t0 = time.perf_counter() + 0.05
@@ -115,11 +118,18 @@ async def _schedule(session: aiohttp.ClientSession, url: str, body: bytes, strea
             if st.in_flight >= MAX_IN_FLIGHT:
                 st.error("client in-flight limit reached")
                 continue
-            tg.create_task(_one(session, url, body, stream, sched, st))
+            tg.create_task(_one(session, url, body, stream, sched, st, client))
 
 
 async def run(
-    url: str, body: bytes, headers: dict[str, str], rate: float, duration: float, stream: bool, request_timeout: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    rate: float,
+    duration: float,
+    stream: bool,
+    request_timeout: float,
+    client: str = "openai",
 ) -> dict[str, object]:
     st = Stats()
     n = max(1, round(rate * duration))
@@ -127,11 +137,11 @@ async def run(
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     async with aiohttp.ClientSession(connector=conn, headers=headers, timeout=client_timeout, auto_decompress=False) as session:
         # One untimed request opens the keep-alive connection before the clock starts.
-        await _one(session, url, body, stream, time.perf_counter(), Stats())
+        await _one(session, url, body, stream, time.perf_counter(), Stats(), client)
         start = time.perf_counter()
         try:
             async with asyncio.timeout(duration + request_timeout + 10):
-                await _schedule(session, url, body, stream, rate, n, st)
+                await _schedule(session, url, body, stream, rate, n, st, client)
         except TimeoutError:
             st.error("open-loop phase overran its time bound")
         wall = time.perf_counter() - start
@@ -159,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, required=True, help="seconds of schedule")
     p.add_argument("--stream", action="store_true", help="count SSE events per reply")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, s")
+    p.add_argument("--client", choices=("openai", "anthropic"), default="openai", help="the stream format to count events in")
     a = p.parse_args(argv)
     headers = orjson.loads(a.headers)
     coro = run(
@@ -169,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         a.duration,
         a.stream,
         a.timeout,
+        a.client,
     )
     result = asyncio.run(coro)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -51,7 +51,7 @@ def _check_replies(t: Target) -> None:
         ("stream", httpcheck.check_stream),
     ):
         status, body = httpcheck.post(t.port, t.paths[kind], t.bodies[kind], t.headers)
-        reason = check(status, body)
+        reason = check(status, body, t.client)
         if reason:
             raise TargetFailed(f"{kind} reply check failed: {reason}")
 
@@ -66,6 +66,8 @@ def _openloop(t: Target, kind: str, rate: float, duration: float, tmp: Path) -> 
     ]  # fmt: skip
     if kind == "stream":
         cmd.append("--stream")
+    if t.client != "openai":
+        cmd += ["--client", t.client]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, cwd=REPO, env=base_env(),
         timeout=duration + 60, check=False,
@@ -89,7 +91,7 @@ def measure(t: Target, s: Settings, pg: ProcGroup, tmp: Path, mock: Proc, mock_s
             proc = pg.start(t.name, t.cmd, t.env, tmp / f"{t.name}.log")
             ok, why = httpcheck.wait_ready(
                 t.port, t.paths["plain"], t.bodies["plain"], t.headers,
-                t.startup_timeout, proc.alive,
+                t.startup_timeout, proc.alive, t.client,
             )  # fmt: skip
             startup = time.monotonic() - proc.started
             if not ok:

@@ -208,6 +208,39 @@ def goals_table(one: dict[str, Any], two: dict[str, Any] | None) -> tuple[str, l
     return "\n".join(rows), out
 
 
+# The protocol matrix (issue 10): (target, its client's diagonal, its provider's diagonal).
+MATRIX = (
+    ("faregate-anthropic", "faregate-1w", "faregate-1w"),
+    ("faregate-openai-to-anthropic", "faregate-1w", "faregate-anthropic"),
+    ("faregate-anthropic-to-openai", "faregate-anthropic", "faregate-1w"),
+)
+
+
+def matrix_table(ms: dict[str, dict[str, Any]]) -> tuple[str, list[Result]]:
+    """CPU per request and per stream of each matrix target against the diagonals: the Anthropic
+    diagonal within 1.1x the OpenAI one; a translated request at most 2x, a translated 50-event
+    stream at most 3x, against both the client's and the provider's diagonal (the larger ratio decides)."""
+    rows = [
+        "| target | kind | CPU ms | vs client's diagonal | vs provider's diagonal | limit | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    out: list[Result] = []
+    for name, client_diag, provider_diag in MATRIX:
+        if name not in ms:
+            continue
+        for kind, key, limit in (("plain", "cpu_ms_plain", 2.0), ("50-event stream", "cpu_ms_stream", 3.0)):
+            if name == "faregate-anthropic":
+                limit = 1.1
+            value = ms[name][key]
+            ratios = [_ratio(value, ms[d][key]) if d in ms else None for d in (client_diag, provider_diag)]
+            known = [r for r in ratios if r is not None]
+            verdict = "n/a" if not known else ("PASS" if max(known) <= limit else "FAIL")
+            cells = [name, kind, _fmt(value, 3), _fmt(ratios[0]), _fmt(ratios[1]), f"<= {limit:g}x", verdict]
+            rows.append("| " + " | ".join(cells) + " |")
+            out.append({"target": name, "kind": kind, "cpu_ms": value, "ratios": ratios, "limit": limit, "result": verdict})
+    return "\n".join(rows), out
+
+
 def _lag_notes(results: list[Result]) -> list[str]:
     """Flag open-loop phases where the client itself stalled (its p99s are then suspect)."""
     late = []
@@ -258,11 +291,16 @@ def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result]
     if "faregate-1w" in ms:
         table, goals = goals_table(ms["faregate-1w"], ms.get("faregate-2w"))
         lines += ["", "## Issue targets (faregate-1w)", "", table]
+    matrix: list[Result] = []
+    if any(name in ms for name, _, _ in MATRIX):
+        table, matrix = matrix_table(ms)
+        lines += ["", "## Protocol matrix (CPU against the diagonals)", "", table]
     doc = {
         "machine": info,
         "settings": settings,
         "metrics": ms,
         "goals": goals,
+        "matrix": matrix,
         "targets": results,
     }
     return "\n".join(lines) + "\n", doc

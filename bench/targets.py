@@ -43,6 +43,7 @@ class Target:
     startup_timeout: float = 30.0
     prepare: Callable[[], None] | None = None  # e.g. build a venv; may raise
     after_start: Callable[[Target], None] | None = None  # once it answers: e.g. create a virtual key, swap headers
+    client: str = "openai"  # the client's format: "openai" (Chat Completions) or "anthropic" (Messages)
 
 
 def base_env() -> dict[str, str]:
@@ -61,6 +62,20 @@ def _gateway_bodies(plain_model: str, stream_model: str) -> dict[str, bytes]:
     }
 
 
+def _anthropic_bodies(plain_model: str, stream_model: str) -> dict[str, bytes]:
+    """Anthropic Messages requests (max_tokens is required there)."""
+    msgs = [{"role": "user", "content": "Say hello"}]
+    return {
+        "plain": orjson.dumps({"model": plain_model, "max_tokens": 256, "messages": msgs}),
+        "stream": orjson.dumps({"model": stream_model, "max_tokens": 256, "messages": msgs, "stream": True}),
+    }
+
+
+def _anthropic_headers(key: str) -> dict[str, str]:
+    """As the anthropic SDK sends them: the key in x-api-key, and anthropic-version."""
+    return {"Content-Type": "application/json", "x-api-key": key, "anthropic-version": "2023-06-01"}
+
+
 def _headers(key: str | None) -> dict[str, str]:
     out = {"Content-Type": "application/json"}
     if key:
@@ -70,6 +85,7 @@ def _headers(key: str | None) -> dict[str, str]:
 
 DIRECT_PATHS = {k: f"/{k}/v1/chat/completions" for k in KINDS}
 GATEWAY_PATHS = {k: "/v1/chat/completions" for k in KINDS}
+MESSAGES_PATHS = {k: "/v1/messages" for k in KINDS}
 
 
 def faregate_config(variant: str, port: int, mock_port: int, state_dir: Path | None = None) -> str:
@@ -92,6 +108,17 @@ def faregate_config(variant: str, port: int, mock_port: int, state_dir: Path | N
         text += f"state:\n  database: sqlite:///{state_dir}/state.db\n"
     if variant in ("basic", "embedded"):  # embedded: the same config, requests made with a virtual key (after_start)
         return text
+    if variant == "protocols":  # basic plus two anthropic providers on the mock's Anthropic files
+        providers = (
+            f'  anthropic-plain-upstream: {{type: anthropic, base_url: "{base}/anthropic-plain", credentials: {cred}}}\n'
+            f'  anthropic-stream-upstream: {{type: anthropic, base_url: "{base}/anthropic-stream", credentials: {cred}}}\n'
+        )
+        models = (
+            f"  bench-anthropic-plain: [{{provider: anthropic-plain-upstream, model: {mock.ANTHROPIC_MODEL}}}]\n"
+            f"  bench-anthropic-stream: [{{provider: anthropic-stream-upstream, model: {mock.ANTHROPIC_MODEL}}}]\n"
+        )
+        text = text.replace("models:\n", providers + "models:\n").replace("prices:\n", models + "prices:\n")
+        return text.replace("prices:\n", f"prices:\n  {mock.ANTHROPIC_MODEL}: {{input: 3, output: 15}}\n")
     raise ValueError(f"unknown faregate config variant {variant!r}")
 
 
@@ -101,6 +128,25 @@ def use_virtual_key(t: Target) -> None:
     if status != 201:
         raise RuntimeError(f"cannot create a virtual key: {status} {body[:300]!r}")
     t.headers = _headers(str(orjson.loads(body)["key"]))
+
+
+# The protocol matrix (variant "protocols"): (target name, client format, plain model, stream model).
+MATRIX = (
+    ("faregate-anthropic", "anthropic", "bench-anthropic-plain", "bench-anthropic-stream"),  # the Anthropic diagonal
+    ("faregate-openai-to-anthropic", "openai", "bench-anthropic-plain", "bench-anthropic-stream"),  # translated
+    ("faregate-anthropic-to-openai", "anthropic", "bench-plain", "bench-stream"),  # translated
+)
+
+
+def matrix_target(name: str, tmp: Path, mock_port: int, client: str, plain: str, stream: str) -> Target:
+    """One worker, config variant "protocols"; the client speaks ``client``'s format."""
+    t = faregate_target(name, tmp, mock_port, 1, "protocols")
+    if client == "anthropic":
+        t.paths, t.bodies, t.headers = MESSAGES_PATHS, _anthropic_bodies(plain, stream), _anthropic_headers(MASTER_KEY)
+    else:
+        t.bodies = _gateway_bodies(plain, stream)
+    t.client = client
+    return t
 
 
 def faregate_target(name: str, tmp: Path, mock_port: int, workers: int, variant: str) -> Target:
@@ -235,6 +281,7 @@ def build_targets(tmp: Path, mock_port: int, nginx: str, compare: bool) -> list[
         faregate_target("faregate-1w", tmp, mock_port, 1, "basic"),
         faregate_target("faregate-2w", tmp, mock_port, 2, "basic"),
         faregate_target("faregate-embedded", tmp, mock_port, 1, "embedded"),
+        *(matrix_target(name, tmp, mock_port, client, plain, stream) for name, client, plain, stream in MATRIX),
     ]
     if compare:
         targets.append(litellm_target(tmp, mock_port))

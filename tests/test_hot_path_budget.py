@@ -15,9 +15,18 @@ loop (+5 plain); streams +26 for pricing (every chunk goes through the usage str
 runs over on a loaded machine: the kernel split replies into more reads, and background loops ran
 longer). Now the lockstep count, with the SSE splitter every stream shares (+1 call per event and
 +3 per stream over the old relay: 296 -> 307 for 8 events).
+Issue 10 (2026-12-01): the OpenAI diagonal measures 114 / 307 / 20 (ceilings unchanged); ceilings of
+their own for the Anthropic diagonal and for each translated direction (bench.lockstep_translated:
+the upstream writes its events in groups that each give the client at least one event). Translated,
+the client's payload is decoded into the neutral model and encoded for the provider, the reply
+decoded and encoded back, and every event is parsed and re-encoded: OpenAI client to Anthropic
+upstream 167 plain, 439 for a stream of 8 client events, 27 per further event; Anthropic client to
+OpenAI upstream 170, 437 for 10 events, 32 per further event.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from bench.callcount import Count, count_calls
 
@@ -30,6 +39,12 @@ PER_EVENT = 22  # calls per further SSE event
 # per further event, as the OpenAI diagonal.
 ANTHROPIC_PLAIN = 130
 ANTHROPIC_STREAM = 410  # calls per streamed request of 11 SSE events
+# Translated (measured figures in the docstring): (upstream kind, client format, plain, stream, client events
+# of the shorter stream and the longer one, per further event).
+TRANSLATED = {
+    "openai client to anthropic upstream": ("anthropic", "openai", 185, 485, (8, 18), 30),
+    "anthropic client to openai upstream": ("openai", "anthropic", 187, 480, (10, 20), 35),
+}
 
 
 def top(result: Count) -> str:
@@ -61,3 +76,16 @@ def test_the_anthropic_diagonal_stays_under_its_own_ceilings() -> None:
     assert short.events == 11 and long.events == 21
     assert short.per_request <= ANTHROPIC_STREAM, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
     assert per_event <= PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+
+
+@pytest.mark.parametrize("direction", sorted(TRANSLATED))
+def test_each_translated_direction_stays_under_its_own_ceilings(direction: str) -> None:
+    kind, client, plain_ceiling, stream_ceiling, events, event_ceiling = TRANSLATED[direction]
+    plain = count_calls(requests=200, stream=False, log=True, kind=kind, client=client)
+    assert plain.per_request <= plain_ceiling, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
+    short = count_calls(requests=100, stream=True, log=True, chunks=5, kind=kind, client=client)
+    long = count_calls(requests=100, stream=True, log=True, chunks=15, kind=kind, client=client)
+    per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
+    assert (short.events, long.events) == events
+    assert short.per_request <= stream_ceiling, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
+    assert per_event <= event_ceiling, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
