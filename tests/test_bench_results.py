@@ -3,6 +3,7 @@ unless `--record` asks for it (the results folders are checked against git itsel
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_make_bench_passes_args_as_the_readme_writes_them() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "`make bench ARGS=--quick`" in readme
     dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed-stamp", "-o", "system-deps", "bench", "ARGS=--quick"],
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed-stamp", "-o", "system-deps", "bench", "ARGS=--quick"],
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},  # also under `make test`
         cwd=ROOT,
         capture_output=True,
         text=True,
