@@ -65,6 +65,10 @@ class GatewayProcess:
         self.cwd = cwd or tmp  # the working directory `serve` runs in (default: the config's folder)
 
     def start(self, timeout: float = 40.0) -> GatewayProcess:
+        """Start the process (once: ``with GatewayProcess(...).start() as gw`` does not start a second
+        one, which would fail on the port while the first, no longer referenced, was never stopped)."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.cwd)
         log.close()
