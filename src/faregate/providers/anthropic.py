@@ -17,16 +17,13 @@ from typing import Any
 import orjson
 
 from faregate.errors import (
-    CredentialRejected,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRateLimited,
-    UpstreamRejected,
-    UpstreamServerError,
 )
 from faregate.generation import Credential, Deployment
 from faregate.providers import sse
-from faregate.providers.base import MAX_TOKENS, UpstreamRequest, retry_after
+from faregate.providers.base import MAX_TOKENS, UpstreamRequest, by_status
 from faregate.types import Endpoint, Usage
 
 USER_AGENT = "faregate"
@@ -98,17 +95,11 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes, content
     retry-after; 408, 409 and 5xx (529 overloaded_error included): the server, retried elsewhere;
     any other 4xx (400, 404, 413): the request, passed through with Anthropic's message."""
     message, type_, code = _error_fields(_parsed(body))
-    if status in (401, 403):
-        return CredentialRejected(f"credential rejected ({status} {type_ or 'unauthorized'})", status=status, code=type_)
     if status == 402 or (status == 429 and code == "enforced_spend_limit_reached"):
         return UpstreamRateLimited(f"{status} {code or type_ or 'billing_error'}", status=status, code="insufficient_quota")
-    if status == 429:
-        kind = type_ or "rate_limit_error"
-        return UpstreamRateLimited(f"429 {kind}", code=kind, retry_after=retry_after(headers, now))
-    if status in (408, 409) or status >= 500:
-        detail = type_ or message or "no error body"  # shortened by UpstreamError.redact, after scrubbing
-        return UpstreamServerError(f"{status} {detail}", status=status, code=type_)
-    return UpstreamRejected(f"{status} {type_ or 'rejected'}", status=status, body=body, content_type=content_type)
+    if status == 429 and type_ is None:
+        type_ = "rate_limit_error"
+    return by_status(status, type_, message, headers, body, content_type, now)
 
 
 # The HTTP status each Anthropic error type is sent with (docs: "HTTP errors"), for one that came

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from faregate.errors import UpstreamError
+from faregate.errors import CredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamServerError
 from faregate.generation import Credential, Deployment
 from faregate.types import Endpoint, Usage
 
@@ -102,6 +102,22 @@ class Transport(Protocol):
     def with_stream_usage(self, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The payload that makes the upstream report a stream's usage, and whether it was changed."""
         ...
+
+
+def by_status(
+    status: int, kind: str | None, message: str | None, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float
+) -> UpstreamError:
+    """The faregate error for an upstream's error status, the same for every wire protocol: 401/403
+    the credential; 429 a limit (with retry-after); 408, 409 and 5xx the server (retried elsewhere);
+    any other 4xx the request (passed through). ``kind`` is the protocol's code or type of the error."""
+    if status in (401, 403):
+        return CredentialRejected(f"credential rejected ({status} {kind or 'unauthorized'})", status=status, code=kind)
+    if status == 429:
+        return UpstreamRateLimited(f"429 {kind or 'rate_limited'}", code=kind, retry_after=retry_after(headers, now))
+    if status in (408, 409) or status >= 500:
+        detail = kind or message or "no error body"  # shortened by UpstreamError.redact, after scrubbing
+        return UpstreamServerError(f"{status} {detail}", status=status, code=kind)
+    return UpstreamRejected(f"{status} {kind or 'rejected'}", status=status, body=body, content_type=content_type)
 
 
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:

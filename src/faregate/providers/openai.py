@@ -7,17 +7,10 @@ from typing import Any
 
 import orjson
 
-from faregate.errors import (
-    CredentialRejected,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-    UpstreamServerError,
-)
+from faregate.errors import UpstreamError, UpstreamProtocolError
 from faregate.generation import Credential, Deployment
 from faregate.providers import sse
-from faregate.providers.base import MAX_TOKENS, PATHS, UpstreamRequest, retry_after
+from faregate.providers.base import MAX_TOKENS, PATHS, UpstreamRequest, by_status
 from faregate.types import Endpoint, Usage
 
 USER_AGENT = "faregate"
@@ -70,15 +63,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError:
     message, type_, code = _error_fields(body)
-    kind = code or type_
-    if status in (401, 403):
-        return CredentialRejected(f"credential rejected ({status} {kind or 'unauthorized'})", status=status, code=kind)
-    if status == 429:
-        return UpstreamRateLimited(f"429 {kind or 'rate_limited'}", code=kind, retry_after=retry_after(headers, now))
-    if status in (408, 409) or status >= 500:
-        detail = kind or message or "no error body"  # shortened by UpstreamError.redact, after scrubbing
-        return UpstreamServerError(f"{status} {detail}", status=status, code=kind)
-    return UpstreamRejected(f"{status} {kind or 'rejected'}", status=status, body=body, content_type=content_type)
+    return by_status(status, code or type_, message, headers, body, content_type, now)
 
 
 # The HTTP status an error object's type or code stands for, when it came in a 200.
