@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -50,6 +51,19 @@ def limits(budget: float | None, period: str | None, rpm: int | None, tpm: int |
     """The budget and limit fields given (the same names on keys and teams)."""
     given = {"budget_usd": budget, "budget_period": period, "rpm": rpm, "tpm": tpm, "max_parallel": max_parallel}
     return {field: value for field, value in given.items() if value is not None}
+
+
+def list_page(url: str, key: str | None, path: str, limit: int, offset: int, row: Callable[[dict[str, Any]], str]) -> None:
+    """One page of an admin list (``/admin/keys``, ``/admin/teams``): a line a row, the count on stderr."""
+    answer = call("GET", url, f"{path}?limit={limit}&offset={offset}", key)
+    for item in answer["data"]:
+        typer.echo(row(item))
+    typer.echo(f"{len(answer['data'])} of {answer['total']}", err=True)
+
+
+def show(url: str, key: str | None, path: str) -> None:
+    """One admin object as JSON."""
+    typer.echo(json.dumps(call("GET", url, path, key), indent=2))
 
 
 def cleared(names: list[str] | None, choices: dict[str, str]) -> dict[str, Any]:
@@ -111,16 +125,13 @@ def _row(row: dict[str, Any]) -> str:
 @keys_app.command("list")
 def list_keys(url: Url = DEFAULT_URL, key: Key = None, limit: int = 50, offset: int = 0) -> None:
     """List keys (never their secrets)."""
-    answer = call("GET", url, f"/admin/keys?limit={limit}&offset={offset}", key)
-    for row in answer["data"]:
-        typer.echo(_row(row))
-    typer.echo(f"{len(answer['data'])} of {answer['total']}", err=True)
+    list_page(url, key, "/admin/keys", limit, offset, _row)
 
 
 @keys_app.command("get")
 def get(key_id: str, url: Url = DEFAULT_URL, key: Key = None) -> None:
     """Print one key as JSON (never its secret)."""
-    typer.echo(json.dumps(call("GET", url, f"/admin/keys/{key_id}", key), indent=2))
+    show(url, key, f"/admin/keys/{key_id}")
 
 
 @keys_app.command("update")

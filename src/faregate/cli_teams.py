@@ -24,6 +24,8 @@ from faregate.cli_keys import (
     cleared,
     fail,
     limits,
+    list_page,
+    show,
 )
 
 teams_app = typer.Typer(help="teams: budgets and limits over several keys (through the admin API)", no_args_is_help=True)
@@ -62,16 +64,13 @@ def create(
 @teams_app.command("list")
 def list_teams(url: Url = DEFAULT_URL, key: Key = None, limit: int = 50, offset: int = 0) -> None:
     """List teams with their budgets, limits and number of keys."""
-    answer = call("GET", url, f"/admin/teams?limit={limit}&offset={offset}", key)
-    for row in answer["data"]:
-        typer.echo(_row(row))
-    typer.echo(f"{len(answer['data'])} of {answer['total']}", err=True)
+    list_page(url, key, "/admin/teams", limit, offset, _row)
 
 
 @teams_app.command("get")
 def get(team_id: str, url: Url = DEFAULT_URL, key: Key = None) -> None:
     """Print one team as JSON."""
-    typer.echo(json.dumps(call("GET", url, f"/admin/teams/{team_id}", key), indent=2))
+    show(url, key, f"/admin/teams/{team_id}")
 
 
 @teams_app.command("update")
