@@ -4,33 +4,14 @@ SQLite and PostgreSQL; a database at 0004 keeps its rows (the new counts are NUL
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import pytest
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from faregate.store import spend
-from faregate.store.db import MIGRATIONS, make_engine, upgrade
-from tests.support.postgres import PostgresServer
+from faregate.store.db import make_engine, upgrade
+from tests.support.migrations import to_revision
 
 TS = 1_704_067_200.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state.db"
-    pg: PostgresServer = request.getfixturevalue("postgres")
-    return pg.url_of(pg.new_database("spendcache"))
-
-
-def _to_0004(connection: Connection) -> None:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "0004")
 
 
 def test_upgrade_keeps_old_rows_and_records_the_new_counts(database: str) -> None:
@@ -38,7 +19,7 @@ def test_upgrade_keeps_old_rows_and_records_the_new_counts(database: str) -> Non
         engine = make_engine(database)
         try:
             async with engine.begin() as connection:
-                await connection.run_sync(_to_0004)
+                await connection.run_sync(to_revision("0004"))
                 await connection.execute(
                     text(
                         "INSERT INTO spend_log (request_id, ts, day, endpoint, stream, prompt_tokens, latency_ms, status, attempts) "
