@@ -40,6 +40,7 @@ from faregate.store.base import (
     BusError,
     CachesPurged,
     ControlBus,
+    DeploymentProbed,
     Event,
     Mark,
     ReloadRequested,
@@ -96,6 +97,30 @@ class Confirmation:
 KeyListener = Callable[[VirtualKeyChanged | TeamChanged | None], None]  # None: drop every cached key
 
 
+def apply_probe(health: Health, event: DeploymentProbed) -> None:
+    """A probe's verdict on a deployment's upstream model, on this worker (the prober's and every other)."""
+    if event.found:
+        health.configured(event.label)
+    else:
+        health.misconfigure(event.label, event.reason, event.closest)
+
+
+def seen_deployments(health: Health, generation: Generation, now: float) -> dict[str, list[object]]:
+    """What the heartbeat carries of each deployment (``WorkerInfo.deployments``): only those this
+    worker has seen answer or fail, or holds in a state other than healthy, so it stays small."""
+    rows: dict[str, list[object]] = {}
+    for route in generation.models.values():
+        for dep in route.deployments:
+            if dep.label in rows:
+                continue
+            r = health.report(dep.label, now)
+            if r.state == "healthy" and not r.successes and not r.errors:
+                continue
+            latencies = [round(x * 1000, 1) for x in r.latencies]
+            rows[dep.label] = [r.state, r.reason, r.until, r.successes, r.errors, r.last_error, r.last_error_at, latencies, list(r.closest)]
+    return rows
+
+
 class Controller:
     def __init__(self, keyring: Keyring, health: Health, upstream: Upstream, bus: ControlBus, instance: str) -> None:
         self.keyring = keyring
@@ -133,6 +158,7 @@ class Controller:
         self.last_error = ""
         self._signature = file_signature(snap.generation.watched_files)  # the new config may watch other key files
         self.upstream.retire()  # connections opened for the old generation go with it
+        self.health.forget_misconfigured()  # misnamed deployments get their chance again: the config may have fixed them
         if purge:
             self.health.clear()
         change = "unchanged" if snap.generation.id == previous else f"replaces {previous}"
@@ -196,6 +222,7 @@ class Controller:
             usage=usage,
             bus_epoch=self.applied.epoch,
             bus_seq=self.applied.seq,
+            deployments=seen_deployments(self.health, gen, now),
         )
 
     async def _beat(self) -> None:
@@ -260,6 +287,10 @@ class Controller:
         if isinstance(event, VirtualKeyChanged | TeamChanged):
             for listener in self.key_listeners:
                 listener(event)
+            return
+        if isinstance(event, DeploymentProbed):
+            if event.origin != self.worker_id:
+                apply_probe(self.health, event)
             return
         if event.origin == self.worker_id:
             return  # the requester has reloaded already

@@ -11,7 +11,7 @@ The tree (one class per failure a client or an operator must tell apart)::
     │   ├── BudgetExceeded             429     budget_exceeded / budget_exceeded (ours, not the provider's quota)
     │   ├── RateLimitExceeded          429     rate_limit_exceeded / rate_limit_exceeded (ours: a key's, team's or deployment's rpm/tpm/parallel)
     │   ├── ModelNotFound              404     invalid_request_error / model_not_found
-    │   ├── RouteNotFound              404     invalid_request_error / unknown_url | key_not_found | team_not_found
+    │   ├── RouteNotFound              404     invalid_request_error / unknown_url | key_not_found | team_not_found | deployment_not_found
     │   ├── AlreadyExists              409     invalid_request_error / already_exists (a unique name is taken)
     │   ├── MethodNotAllowed           405     invalid_request_error / method_not_allowed
     │   ├── HeadersTooLarge            431     invalid_request_error / request_headers_too_large (server.max_header_bytes, max_headers)
@@ -19,6 +19,8 @@ The tree (one class per failure a client or an operator must tell apart)::
     ├── UpstreamError                  —       one attempt on one deployment failed (collected, rarely shown alone)
     │   ├── UpstreamRejected           4xx     the provider refused the request itself: passed through to the client
     │   ├── CredentialRejected         401/403 the provider refused our credential: try the next deployment
+    │   ├── UpstreamModelMissing       404/400 the provider has no model of the deployment's name (misspelt, not
+    │   │                                      deployed, not pulled): the deployment is misconfigured, try the next
     │   ├── UpstreamRateLimited        429     the provider's rate limit or quota: cool the deployment down
     │   ├── UpstreamServerError        5xx     the provider failed
     │   ├── UpstreamTimeout            —       connect, first byte or idle timeout
@@ -27,8 +29,11 @@ The tree (one class per failure a client or an operator must tell apart)::
     ├── UpstreamReplyTooLarge          502     upstream_error / upstream_reply_too_large (a reply over
     │                                          server.max_reply_bytes; not retried elsewhere: see the class)
     ├── NoDeploymentAvailable          503     service_unavailable / no_deployment_available (names every deployment's reason)
-    │   └── UpstreamLimited            429     upstream_error / upstream_rate_limited | upstream_insufficient_quota (every
-    │                                          deployment tried was refused by its provider's limit or quota)
+    │   ├── UpstreamLimited            429     upstream_error / upstream_rate_limited | upstream_insufficient_quota (every
+    │   │                                      deployment tried was refused by its provider's limit or quota)
+    │   └── DeploymentMisconfigured    503     service_unavailable / deployment_misconfigured (nothing answered and at least
+    │                                          one deployment is misconfigured: names each with its upstream model and
+    │                                          the closest known names; Anthropic type api_error, not overloaded_error)
     ├── KeyStoreUnavailable            503     service_unavailable / key_store_unavailable (a dependency failed: never 401)
     ├── TooManyConnections             503     service_unavailable / too_many_connections (server.max_connections, per worker)
     └── InternalError                  500     server_error / internal_error (a bug: logged with its traceback, never shown)
@@ -56,6 +61,7 @@ class FaregateError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str = "internal_error"
+    anthropic_kind: str | None = None  # Anthropic's error type when not the one of its status (``anthropic_type``)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -73,8 +79,8 @@ class FaregateError(Exception):
 
     def anthropic_body(self) -> bytes:
         """The same error in Anthropic's shape, for the /v1/messages routes: the type by status
-        (``anthropic_type``), faregate's precise message unchanged."""
-        return anthropic_error_body(self.message, anthropic_type(self.status))
+        (``anthropic_type``) unless the class names its own, faregate's precise message unchanged."""
+        return anthropic_error_body(self.message, self.anthropic_kind or anthropic_type(self.status))
 
 
 def openai_error_body(message: str, type_: str, code: str | None, param: str | None = None) -> bytes:
@@ -281,6 +287,14 @@ class CredentialRejected(UpstreamError):
     pass
 
 
+class UpstreamModelMissing(UpstreamError):
+    """The provider says the deployment's upstream model does not exist there (OpenAI's 404
+    ``model_not_found``, Anthropic's 404 ``model: ...``, Ollama's "try pulling it first", ...;
+    ``providers.base.model_missing``). Not the client's fault and not passed through: the
+    deployment is marked misconfigured until the next reload or a probe that succeeds, and the
+    request goes on to the next deployment."""
+
+
 class UpstreamRateLimited(UpstreamError):
     def __init__(self, reason: str, *, status: int = 429, code: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(reason, status=status, code=code)
@@ -336,6 +350,18 @@ class UpstreamLimited(NoDeploymentAvailable):
     status = 429
     type = "upstream_error"
     code = "upstream_rate_limited"
+
+
+class DeploymentMisconfigured(NoDeploymentAvailable):
+    """Nothing answered, and at least one deployment of the model is misconfigured (its provider
+    said its upstream model does not exist). 503 as every "nothing could serve" (the gateway's
+    config is wrong, not the client's request; a 4xx would tell the client to change a request
+    that is right). The message names each misconfigured deployment, its upstream model and the
+    closest names known, and the other deployments' reasons. For an Anthropic client the type is
+    ``api_error``, not ``overloaded_error``: nothing is overloaded, and waiting will not fix it."""
+
+    code = "deployment_misconfigured"
+    anthropic_kind = "api_error"
 
 
 class KeyStoreUnavailable(FaregateError):

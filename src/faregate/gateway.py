@@ -78,6 +78,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
         self.pid = os.getpid()
+        self._misconfigured_shown = False  # the last metrics snapshot showed a misconfigured deployment
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -212,9 +213,11 @@ class Gateway:
     # metrics -------------------------------------------------------------------------------------
     def _gauges(self) -> dict[str, dict[Labels, float]]:
         now = time.time()
-        cooling: dict[Labels, float] = {(label,): 1.0 for label, _, _ in self.health.cooling(now)}
+        cooling: dict[Labels, float] = {(label,): 1.0 for label, _, _ in self.health.cooling(now)}  # never a misconfigured one
+        misconfigured: dict[Labels, float] = {(label,): 1.0 for label in self.health.misconfigured_labels()}
         return {
             "faregate_deployment_cooldown": cooling,
+            "faregate_deployment_misconfigured": misconfigured,
             "faregate_requests_in_flight": {(): float(self.metrics.in_flight)},
             "faregate_spend_outbox_rows": {(): float(self.spend.outbox_rows)},
         }
@@ -235,8 +238,9 @@ class Gateway:
         assert self.metrics_dir is not None
         while True:
             await asyncio.sleep(METRICS_FLUSH_SECONDS)
-            if self.metrics.dirty or self.health.cooling(time.time()):
-                self.metrics.dirty = False
+            misconfigured = bool(self.health.misconfigured_labels())
+            if self.metrics.dirty or self.health.cooling(time.time()) or misconfigured or self._misconfigured_shown:
+                self.metrics.dirty, self._misconfigured_shown = False, misconfigured  # one more write once none is left
                 try:
                     write_snapshot(self.metrics_dir, self.metrics.snapshot(self._gauges()))
                 except OSError as exc:

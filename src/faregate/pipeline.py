@@ -21,11 +21,13 @@ from faregate import costs
 from faregate.credentials.keyring import Snapshot
 from faregate.errors import (
     CredentialRejected,
+    DeploymentMisconfigured,
     ModelNotFound,
     NoDeploymentAvailable,
     RateLimitExceeded,
     UpstreamError,
     UpstreamLimited,
+    UpstreamModelMissing,
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -128,11 +130,13 @@ class Pipeline:
                 if target is not route:
                     ex.fallback_from = route.name
                 return answer
-            failures.extend(f"{prefix}{dep.label}: {reason}" for dep, reason in the_plan.skipped)
-            for dep, _ in the_plan.skipped:
-                outcomes.skipped(dep.label, self.health, now)
+            for dep, reason in the_plan.skipped:
+                if not outcomes.skipped(prefix, dep, self.health, now):
+                    failures.append(f"{prefix}{dep.label}: {reason}")
             if not the_plan.candidates and not the_plan.skipped:
                 failures.append(f"{prefix}{target.name}: no deployments")
+        if outcomes.misnamed:  # named apart, with the closest names: the operator has a config to fix
+            raise _misconfigured(ex.model, outcomes.misnamed, self.health, failures)
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
         retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
         code = outcomes.limited_code()
@@ -172,6 +176,7 @@ class Pipeline:
             except Refused as refused:
                 failures.append(f"{prefix}{dep.label}: {refused.message}")
                 outcomes.ours[dep.label] = refused
+                self.health.at_limit(dep.label, time.time() + (refused.retry_after if refused.retry_after is not None else 1.0))
                 return None, snap
             ex.tickets.append(ticket)
         for _ in range(1 + len(dep.provider.credentials)):
@@ -179,6 +184,9 @@ class Pipeline:
                 return await self._attempt(snap, ex, dep, payload), snap
             except UpstreamError as err:
                 ex.failures.append((dep.label, type(err).__name__))
+                if isinstance(err, UpstreamModelMissing):  # misconfigured (_attempt): the client's error names it apart
+                    outcomes.misnamed[dep.label] = (prefix, dep)
+                    return None, snap
                 failures.append(f"{prefix}{dep.label}: {err.reason}")
                 if not err.credential_scoped:
                     outcomes.failed(dep.label, err)
@@ -207,6 +215,7 @@ class Pipeline:
         ex.attempts += 1
         gen = snap.generation
         policy = gen.policy
+        latency: float | None = None  # seconds from sending to the reply's headers, for health
         try:
             try:
                 if provider.type in LOCAL:
@@ -223,7 +232,9 @@ class Pipeline:
                 if injected:
                     payload, injected = transport.with_stream_usage(payload)
                 request = transport.build(endpoint, dep, credential, payload, ex.client_headers)
+                sent = time.perf_counter()
                 reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
+                latency = time.perf_counter() - sent
                 headers = reply.headers
                 upstream_id, ms = headers.get(transport.request_id_header), headers.get("openai-processing-ms")
                 # kept for the reply headers and the log line: printable ASCII, scrubbed like any upstream text; digits only
@@ -238,7 +249,7 @@ class Pipeline:
                     if reply.content_type.startswith(b"application/json"):  # not a stream: an error object, or unreadable
                         body = await reply.read(gen.server.max_reply_bytes)
                         self._not_a_stream(transport, reply.status, headers, body, reply.content_type)
-                    self.health.success(dep.label)
+                    self.health.success(dep.label, latency)
                     heartbeat = gen.server.stream_heartbeat
                     if translator is not None:  # the client's events, from the upstream's
                         translated = translator.stream(transport, dep.model, ex.request_id)
@@ -250,17 +261,21 @@ class Pipeline:
                 if translator is not None:  # the client's reply, priced from the upstream's usage as on the diagonal
                     body, ex.usage = translator.reply(transport, body, headers, reply.content_type, dep.model, ex.request_id)
                     ex.cost = costs.cost(ex.usage, dep.price)
-                    self.health.success(dep.label)
+                    self.health.success(dep.label, latency)
                     return Answer(reply.status, b"application/json", body)
                 self._account(ex, dep, body, headers, reply.content_type, transport)
-                self.health.success(dep.label)
+                self.health.success(dep.label, latency)
                 return Answer(reply.status, reply.content_type, body)
             except UpstreamError as err:
                 err.redact(gen.scrub)  # THE boundary: no upstream text is used before this
                 raise
         except UpstreamRejected as err:
-            self.health.success(dep.label)
+            self.health.success(dep.label, latency)
             return _passthrough(snap.generation, dep, err, ex.format)
+        except UpstreamModelMissing as err:  # no traffic until a reload or a probe that succeeds
+            known = self.health.misconfigured(dep.label)
+            self.health.misconfigure(dep.label, err.reason, _closest(dep.model, known[1] if known else (), gen), time.time())
+            raise
         except CredentialRejected as err:
             pool.reject(credential, err.reason)
             err.credential_scoped = True
@@ -382,12 +397,13 @@ class Outcomes:
     """Why each deployment of a failed request did not answer, by kind: was every one that could
     have served limited by its provider (429: rate limit or quota), or did something else fail?"""
 
-    __slots__ = ("limited", "other", "ours")
+    __slots__ = ("limited", "misnamed", "other", "ours")
 
     def __init__(self) -> None:
         self.limited: dict[str, str] = {}  # deployment label -> the provider's 429 code
         self.other: set[str] = set()
         self.ours: dict[str, Refused] = {}  # deployment label -> its own rpm/tpm limit's refusal
+        self.misnamed: dict[str, tuple[str, Deployment]] = {}  # label -> (fallback prefix, deployment): misconfigured
 
     def failed(self, label: str, err: UpstreamError) -> None:
         if isinstance(err, UpstreamRateLimited):
@@ -395,14 +411,20 @@ class Outcomes:
         else:
             self.other.add(label)
 
-    def skipped(self, label: str, health: Health, now: float) -> None:
-        """A deployment not tried: cooling after its provider's 429, after failures, or not a
-        candidate at all (weight 0, retry limit), which says nothing about the outcome."""
+    def skipped(self, prefix: str, dep: Deployment, health: Health, now: float) -> bool:
+        """A deployment not tried: misconfigured (True: the error names it apart), cooling after its
+        provider's 429, after failures, or not a candidate at all (weight 0, retry limit), which
+        says nothing about the outcome."""
+        label = dep.label
+        if health.misconfigured(label) is not None:  # never a provider limit, even if it was cooling after one
+            self.misnamed[label] = (prefix, dep)
+            return True
         code = health.limit_code(label, now)
         if code is not None:
             self.limited[label] = code
         elif health.blocked(label, now) is not None:
             self.other.add(label)
+        return False
 
     def limited_code(self) -> str | None:
         """``upstream_insufficient_quota`` / ``upstream_rate_limited`` when provider limits are
@@ -440,6 +462,27 @@ def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected, fmt: s
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _MILLISECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+
+
+def _closest(name: str, known: tuple[str, ...], gen: Generation) -> tuple[str, ...]:
+    """The model names closest to a misconfigured deployment's: the provider's (a probe found
+    them), then the price table's, at most five."""
+    table = difflib.get_close_matches(name, [n for n in gen.prices if n != name], n=3, cutoff=0.6)
+    return tuple(dict.fromkeys([*known, *table]))[:5]
+
+
+def _misconfigured(model: str, misnamed: dict[str, tuple[str, Deployment]], health: Health, failures: list[str]) -> DeploymentMisconfigured:
+    """Nothing answered and some deployments are misconfigured: each named with its upstream
+    model, what the provider said and the closest names, then the other deployments' reasons."""
+    parts = []
+    for label, (prefix, dep) in misnamed.items():
+        why, closest = health.misconfigured(label) or ("its provider said the model does not exist", ())
+        hint = "closest known names: " + ", ".join(f"'{n}'" for n in closest) if closest else "no close name in the price table"
+        head = f"{prefix}deployment {label} is misconfigured: provider {dep.provider.name} has no model '{dep.model}'"
+        parts.append(f"{head} ({why}); {hint}")
+    rest = "; other deployments: " + "; ".join(failures) if failures else ""
+    fix = "fix the upstream model name in the config and reload (faregate reload)"
+    return DeploymentMisconfigured(f"no deployment available for model '{model}': " + "; ".join(parts) + f"; {fix}{rest}")
 
 
 def _unknown_model_message(name: str, gen: Generation) -> str:

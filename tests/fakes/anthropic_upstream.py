@@ -98,6 +98,10 @@ class FakeAnthropic:
         self.require_key = True  # a request without x-api-key or a Bearer token gets the API's 401
         self.strict_fields = True  # an unknown top-level field gets the API's 400 ("Extra inputs are not permitted")
         self.max_body = MAX_BODY
+        self.page_size: int | None = None  # the most models per page of GET /v1/models, below what is asked (None: as asked)
+        # None: any model name is served (tests name their own). A set: a POST for any other model gets
+        # Anthropic's 404 {"type": "error", "error": {"type": "not_found_error", "message": "model: x"}, "request_id": ...}.
+        self.known_models: frozenset[str] | None = None
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._requests: list[Recorded] = []
@@ -188,6 +192,8 @@ class FakeAnthropic:
             self._rules.clear()
         self.require_version = self.require_key = self.strict_fields = True
         self.max_body = MAX_BODY
+        self.page_size = None
+        self.known_models = None
 
     def set_rule(self, model: str, behaviour: Behaviour) -> None:
         """Answer every request for ``model`` (when the queue is empty) with ``behaviour``."""
@@ -238,7 +244,7 @@ class FakeAnthropic:
         with self._lock:
             self._requests.append(rec)
             self._arrived.notify_all()
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "", Behaviour())
+            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "") or self._unknown(rec) or Behaviour()
         request_id = wire.new_id("req_01")
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)
@@ -254,7 +260,9 @@ class FakeAnthropic:
             return await self._send_error(request, rec, refusal, request_id)
         if request.method == "GET":
             if request.path == "/v1/models":
-                return await self._send_json(request, wire.models_list(), behaviour, request_id)
+                asked = request.query.get("limit", "20")
+                limit = min(int(asked) if asked.isdigit() else 20, self.page_size or 1000)
+                return await self._send_json(request, wire.models_list(request.query.get("after_id"), limit), behaviour, request_id)
             model_id = request.path.removeprefix("/v1/models/")
             found = wire.model_info(model_id)
             if found is None:
@@ -269,6 +277,13 @@ class FakeAnthropic:
             events = wire.stream_events(reply, behaviour.chunks, behaviour.legacy_delta_usage)
             return await self._stream(request, events, behaviour, request_id)
         return await self._send_json(request, reply, behaviour, request_id)
+
+    def _unknown(self, rec: Recorded) -> Behaviour | None:
+        """Anthropic's answer for a model this fake does not know, when it knows only ``known_models``."""
+        known = self.known_models
+        if known is None or rec.method != "POST" or rec.model is None or rec.model in known:
+            return None
+        return errors.model_not_found(rec.model)
 
     def _refusal(self, request: web.Request, rec: Recorded, size: int, parsed: bool, payload: Any) -> Behaviour | None:
         """The error the real API would answer before looking at the request's meaning, if any."""

@@ -273,9 +273,14 @@ def count_tokens_reply(payload: Mapping[str, Any], behaviour: Behaviour) -> dict
     return {"input_tokens": override if override is not None else count_input_tokens(payload)}
 
 
-def models_list() -> dict[str, Any]:
-    data = [info for m, _, _ in MODELS if (info := model_info(m)) is not None]
-    return {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+def models_list(after_id: str | None = None, limit: int = 20) -> dict[str, Any]:
+    """One page of the Models API: at most ``limit`` models after ``after_id`` (the API's default
+    page is 20, its largest 1000), ``has_more`` when others follow."""
+    names = [m for m, _, _ in MODELS]
+    start = names.index(after_id) + 1 if after_id in names else 0
+    data = [info for m in names[start : start + max(limit, 1)] if (info := model_info(m)) is not None]
+    more = start + len(data) < len(names)
+    return {"data": data, "has_more": more, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
 def model_info(model_id: str) -> dict[str, Any] | None:

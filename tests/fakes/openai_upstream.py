@@ -64,6 +64,9 @@ class FakeOpenAI:
 
     def __init__(self, reply_text: str = DEFAULT_REPLY) -> None:
         self.reply_text = reply_text
+        # None: any model name is served (tests name their own). A set: a POST for any other model gets
+        # OpenAI's 404 model_not_found ("The model `x` does not exist or you do not have access to it.").
+        self.known_models: frozenset[str] | None = None
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._requests: list[Recorded] = []
@@ -151,6 +154,7 @@ class FakeOpenAI:
             self._requests.clear()
             self._queue.clear()
             self._rules.clear()
+            self.known_models = None
 
     def set_rule(self, model: str, behaviour: Behaviour) -> None:
         with self._lock:
@@ -199,7 +203,7 @@ class FakeOpenAI:
         with self._lock:
             self._requests.append(rec)
             self._arrived.notify_all()
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "", Behaviour())
+            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "") or self._unknown(rec) or Behaviour()
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)
         if behaviour.early_hints or behaviour.release is not None:
@@ -212,7 +216,8 @@ class FakeOpenAI:
 
         route = (request.method, request.path)
         if route == ("GET", "/v1/models"):
-            return await self._send_json(request, wire.models_list(), behaviour)
+            listed = sorted(self.known_models) if self.known_models is not None else wire.MODELS  # what it serves, it lists
+            return await self._send_json(request, wire.models_list(listed), behaviour)
         if route not in wire.POST_ROUTES:
             message = f"Invalid URL ({request.method} {request.path})"
             not_found = wire.error_behaviour(404, message, "invalid_request_error")
@@ -230,6 +235,13 @@ class FakeOpenAI:
             events = wire.stream_events(payload, behaviour.chunks, chat, text, usage, behaviour.tool_calls)
             return await self._stream(request, events, behaviour)
         return await self._send_json(request, wire.completion(payload, chat, text, usage, behaviour.tool_calls), behaviour)
+
+    def _unknown(self, rec: Recorded) -> Behaviour | None:
+        """OpenAI's answer for a model this fake does not know, when it knows only ``known_models``."""
+        known = self.known_models
+        if known is None or rec.method != "POST" or rec.model is None or rec.model in known:
+            return None
+        return errors.model_not_found(rec.model)
 
     async def _send_error(self, request: web.Request, rec: Recorded, behaviour: Behaviour) -> web.StreamResponse:
         body, content_type = wire.error_body(behaviour, rec.api_key)

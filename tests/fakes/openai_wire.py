@@ -317,8 +317,8 @@ def embeddings(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"object": "list", "data": data, "model": payload.get("model"), "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-def models_list() -> dict[str, Any]:
-    data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in MODELS]
+def models_list(models: Sequence[str] = MODELS) -> dict[str, Any]:
+    data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in models]
     return {"object": "list", "data": data}
 
 

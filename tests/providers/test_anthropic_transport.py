@@ -16,6 +16,7 @@ from faregate.errors import (
     ConfigError,
     CredentialRejected,
     UpstreamError,
+    UpstreamModelMissing,
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -174,7 +175,8 @@ ERRORS = [
     ),
     (402, body("billing_error", "credit balance too low"), {}, UpstreamRateLimited, "insufficient_quota", "402 billing_error"),
     (403, body("permission_error", "no access"), {}, CredentialRejected, "permission_error", "credential rejected (403 permission_error)"),
-    (404, body("not_found_error", "model: claude-9"), {}, UpstreamRejected, None, "404 not_found_error"),
+    (404, body("not_found_error", "model: claude-9"), {}, UpstreamModelMissing, "not_found_error", "404 not_found_error: model: claude-9"),
+    (404, body("not_found_error", "Not Found"), {}, UpstreamRejected, None, "404 not_found_error"),  # an unknown URL: passed through
     (413, body("request_too_large", "too large"), {}, UpstreamRejected, None, "413 request_too_large"),
     (429, body("rate_limit_error", "slow down"), {"retry-after": "7"}, UpstreamRateLimited, "rate_limit_error", "429 rate_limit_error"),
     (

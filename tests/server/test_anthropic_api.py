@@ -124,7 +124,7 @@ def test_stream_accumulates_and_has_the_exact_event_sequence(gateway: GatewayPro
         raw = r.read()
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        assert r.headers["cache-control"] == "no-cache" and r.headers["x-accel-buffering"] == "no"
+        assert r.headers["cache-control"] == "no-cache, no-transform" and r.headers["x-accel-buffering"] == "no"
         assert r.headers["x-faregate-provider"] == "local"
     events = sse_events(raw)
     assert [name for name, _ in events] == EVENTS

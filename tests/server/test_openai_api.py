@@ -83,7 +83,7 @@ def test_stream_headers_disable_buffering(gateway: GatewayProcess) -> None:
         raw = r.read()
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["cache-control"] == "no-cache, no-transform"
         assert r.headers["x-accel-buffering"] == "no"
         assert r.headers["x-faregate-credential"].startswith("openai-main/main:")
     events = [e for e in raw.split(b"\n\n") if e.strip()]

@@ -53,6 +53,12 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("model", "format", "provider_type"),
     ),
     "faregate_deployment_cooldown": ("gauge", "1 while a deployment is cooling down", ("deployment",)),
+    "faregate_deployment_misconfigured": (
+        "gauge",
+        "1 while a deployment is misconfigured (its provider said its upstream model does not exist): no traffic until a reload "
+        "or a probe that succeeds",
+        ("deployment",),
+    ),
     "faregate_requests_in_flight": ("gauge", "Requests being served now", ()),
     "faregate_spend_rows_total": (
         "counter",
@@ -63,6 +69,7 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 Labels = tuple[str, ...]
+FLAGS = frozenset({"faregate_deployment_cooldown", "faregate_deployment_misconfigured"})  # gauges of 0/1: any worker's 1 is the 1
 
 
 class Metrics:
@@ -141,9 +148,7 @@ def render(snapshots: Iterable[tuple[bool, dict[str, Any]]]) -> bytes:
             for name, labels, value in snap["g"]:
                 gseries = gauges.setdefault(name, {})
                 key = tuple(labels)
-                gseries[key] = (
-                    max(gseries.get(key, 0.0), value) if name == "faregate_deployment_cooldown" else gseries.get(key, 0.0) + value
-                )
+                gseries[key] = max(gseries.get(key, 0.0), value) if name in FLAGS else gseries.get(key, 0.0) + value
     lines: list[str] = []
     for name, (kind, help_text, label_names) in SPEC.items():
         lines.append(f"# HELP {name} {help_text}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -275,3 +276,30 @@ class StreamEvents:
 
 
 stream_events = StreamEvents  # Transport.stream_events(strip=...): the watcher of one stream
+
+
+# The cheapest probe of a deployment (faregate.probe): the model listing, else a 1-token request.
+PROBE_ENDPOINT: Endpoint = "messages"
+PROBE_PAYLOAD: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+LISTING_PAGE = 1000  # the most models the Models API returns per page
+
+
+def models_request(deployment: Deployment, credential: Credential | None, after: str | None = None) -> UpstreamRequest:
+    """``GET /v1/models`` (one page; ``after``: the ``last_id`` of the page before) with the
+    headers ``build`` sends: the credential's ``x-api-key``, ``anthropic-version``, the provider's."""
+    headers = build("messages", deployment, credential, {}).headers
+    headers.pop("content-type", None)
+    query = f"?limit={LISTING_PAGE}" + (f"&after_id={quote(after, safe='')}" if after else "")
+    return UpstreamRequest("GET", deployment.provider.base_url + "/v1/models" + query, headers, b"")
+
+
+def listed_models(body: bytes) -> tuple[list[str], str | None] | None:
+    """The model ids of one page of the Models API (``{"data": [{"type": "model", "id"}], "has_more",
+    "last_id"}``) and the ``after`` of the next page (None on the last); None when it is no listing."""
+    data = _parsed(body)
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    names = [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    last = data.get("last_id")
+    return names, last if data.get("has_more") is True and isinstance(last, str) and last else None

@@ -8,12 +8,20 @@ names, so a call through the protocol costs exactly the call of the function it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from faregate.errors import CredentialRejected, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamServerError
+from faregate.errors import (
+    CredentialRejected,
+    UpstreamError,
+    UpstreamModelMissing,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamServerError,
+)
 from faregate.generation import Credential, Deployment
 from faregate.types import Endpoint, Usage
 
@@ -109,7 +117,8 @@ def by_status(
 ) -> UpstreamError:
     """The faregate error for an upstream's error status, the same for every wire protocol: 401/403
     the credential; 429 a limit (with retry-after); 408, 409 and 5xx the server (retried elsewhere);
-    any other 4xx the request (passed through). ``kind`` is the protocol's code or type of the error."""
+    any other 4xx the request (passed through), except a provider saying the deployment's model does
+    not exist (``model_missing``). ``kind`` is the protocol's code or type of the error."""
     if status in (401, 403):
         return CredentialRejected(f"credential rejected ({status} {kind or 'unauthorized'})", status=status, code=kind)
     if status == 429:
@@ -117,7 +126,54 @@ def by_status(
     if status in (408, 409) or status >= 500:
         detail = kind or message or "no error body"  # shortened by UpstreamError.redact, after scrubbing
         return UpstreamServerError(f"{status} {detail}", status=status, code=kind)
+    if status in (400, 404) and model_missing(status, message, kind):
+        return UpstreamModelMissing(f"{status} {kind or 'not_found'}: {message or 'model not found'}", status=status, code=kind)
     return UpstreamRejected(f"{status} {kind or 'rejected'}", status=status, body=body, content_type=content_type)
+
+
+# "This model does not exist here", as each kind of provider says it. Codes (or types) that say only
+# that: OpenAI, Groq, Fireworks and LiteLLM's 404 model_not_found; Azure OpenAI's 404
+# DeploymentNotFound (the deployment name is the model); Together's 404 model_not_available.
+_MISSING_KINDS = frozenset({"model_not_found", "DeploymentNotFound", "model_not_available"})
+# A 404 whose message names a model that is not there: OpenAI's, vLLM's and TGI's "The model `x` does
+# not exist", Ollama's 'model "x" not found, try pulling it first', Gemini's "models/x is not found
+# for API version v1beta", Cohere's "model 'x' not found", Anthropic's "model: claude-x" (its whole
+# message), "no such model", "unknown model". A model word must come first: "File not found" or
+# "Not Found" (an unknown URL) is not about the model.
+_MISSING_404 = re.compile(
+    r"\bmodels?\b.{0,160}?\b(?:does not exist|doesn't exist|not exist|not found|could not be found)\b"
+    r"|\bno such model\b|\bunknown model\b|^model: \S",
+    re.IGNORECASE | re.DOTALL,
+)
+# Phrases that say it with a 400 or a 404: LiteLLM's "Invalid model name passed in model=x",
+# OpenRouter's "x is not a valid model ID", Mistral's "Invalid model: x", DeepSeek's "Model Not Exist",
+# Bedrock's "The provided model identifier is invalid" and "Could not resolve the foundation model
+# from the provided model identifier".
+_MISSING_PHRASES = re.compile(
+    r"invalid model name passed|is not a valid model id|^invalid model: |^model not exist"
+    r"|provided model identifier is invalid|could not resolve the foundation model",
+    re.IGNORECASE,
+)
+# A message about the address, not the model ("Invalid URL (POST /v1/models/x/chat)", "route not
+# found", "not supported in the v1/completions endpoint"): never a missing model by its wording.
+_ABOUT_ADDRESS = re.compile(r"\b(?:url|route|endpoint|path)\b", re.IGNORECASE)
+
+
+def model_missing(status: int, message: str | None, *kinds: str | None) -> bool:
+    """Whether an upstream error (its HTTP status, message, and the protocol's codes or types in
+    ``kinds``) says the requested model does not exist on that upstream: the deployment's upstream
+    model name is wrong (misspelt, not deployed, not pulled), not the client's request. Shared by
+    every wire protocol (``by_status``); a provider type of its own (Gemini's NOT_FOUND, Bedrock's
+    ResourceNotFoundException or ValidationException) passes its own kinds and message."""
+    if status not in (400, 404):
+        return False
+    if any(kind in _MISSING_KINDS for kind in kinds):
+        return True
+    if message is None or _ABOUT_ADDRESS.search(message) is not None:
+        return False
+    if _MISSING_PHRASES.search(message) is not None:
+        return True
+    return status == 404 and _MISSING_404.search(message) is not None
 
 
 def retry_after(headers: Mapping[str, str], now: float) -> float | None:

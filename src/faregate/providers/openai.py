@@ -43,12 +43,18 @@ def build(
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, type, code) from an OpenAI error body, or Nones for anything else."""
+    """(message, type, code) from an OpenAI error body, or Nones for anything else. Also read: the
+    fields at the top (``{"object": "error", "message", ...}``: older vLLM, Mistral) and a list of
+    one error (Gemini's OpenAI-compatible endpoint)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None, None, None
+    if type(data) is list and len(data) == 1:
+        data = data[0]
     err = data.get("error") if isinstance(data, dict) else None
+    if err is None and isinstance(data, dict) and data.get("object") == "error":
+        err = data
     if isinstance(err, str):
         return err, None, None
     if not isinstance(err, dict):
@@ -209,3 +215,29 @@ class UsageStripper(StreamEvents):
 
 
 stream_events = StreamEvents  # Transport.stream_events(strip=...): the watcher of one stream
+
+
+# The cheapest probe of a deployment (faregate.probe): the model listing, else a 1-token request.
+PROBE_ENDPOINT: Endpoint = "chat"
+PROBE_PAYLOAD: dict[str, Any] = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+
+
+def models_request(deployment: Deployment, credential: Credential | None, after: str | None = None) -> UpstreamRequest:
+    """``GET {base_url}/models`` with the headers ``build`` sends (auth included). OpenAI's listing
+    has one page: ``after`` is never needed."""
+    headers = build("chat", deployment, credential, {}).headers
+    headers.pop("content-type", None)
+    return UpstreamRequest("GET", deployment.provider.base_url + "/models", headers, b"")
+
+
+def listed_models(body: bytes) -> tuple[list[str], str | None] | None:
+    """The model ids of a listing (``{"object": "list", "data": [{"id": ...}, ...]}``) and the
+    cursor of its next page (always None here); None when the body is no listing."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return None
+    return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)], None

@@ -8,7 +8,18 @@ from faregate.config import runtime
 from faregate.errors import FaregateError, MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
-from faregate.server import admin_api, admin_keys, admin_spend, admin_teams, anthropic_api, openai_api, ops_api, protocol
+from faregate.server import (
+    admin_api,
+    admin_deployments,
+    admin_keys,
+    admin_spend,
+    admin_teams,
+    anthropic_api,
+    openai_api,
+    ops_api,
+    protocol,
+    selftest,
+)
 from faregate.server.auth import authenticate, authenticate_admin
 from faregate.server.cors import Cors
 from faregate.server.http import ASGIApp, Receive, Scope, Send, error_shape, send_error
@@ -30,6 +41,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/admin/reload": {"POST": admin_api.reload},
     "/admin/workers": {"GET": admin_api.workers},
     "/admin/credentials": {"GET": admin_api.credentials},
+    "/admin/deployments": {"GET": admin_deployments.deployments},
+    "/admin/status": {"GET": selftest.status},  # doctor --live: database, bus and Redis, each checked now
+    "/admin/selftest/stream": {"GET": selftest.stream},  # doctor --live: timed SSE events, no provider called
     "/cache/purge": {"POST": admin_api.purge},
     "/admin/keys": {"GET": admin_keys.handle, "POST": admin_keys.handle},
     "/admin/teams": {"GET": admin_teams.handle, "POST": admin_teams.handle},
@@ -39,6 +53,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
 PREFIXES: dict[str, Handler] = {
     "/admin/keys/": admin_keys.handle,  # /admin/keys/{id}[/rotate|/revoke]
     "/admin/teams/": admin_teams.handle,
+    "/admin/deployments/": admin_deployments.handle,  # /admin/deployments/{label}/probe, the label URL-encoded
     "/v1/models/": openai_api.model,  # /v1/models/{id}, where an id may hold slashes
     "/models/": openai_api.model,
 }

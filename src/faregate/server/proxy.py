@@ -31,7 +31,8 @@ from faregate.server.http import ErrorEncoder, Headers, Receive, Scope, Send, re
 from faregate.types import Endpoint
 
 Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
-STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# no-transform: no proxy or CDN may compress or rewrite a stream (RFC 9111 5.2.2.6); X-Accel-Buffering: nginx passes it on at once
+STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,9 @@ class WorkerInfo:
     usage: dict[str, list[object]] = field(default_factory=dict)  # credential label -> [state, reason, requests, last used]
     bus_epoch: str = ""  # the bus position up to which this worker has applied every event (see Mark)
     bus_seq: int = 0
+    # deployment label -> [state, reason, until, successes, errors, last error, its time, recent latencies in ms,
+    # closest names]: what this worker saw of each deployment (health.Report), only those not pristine
+    deployments: dict[str, list[object]] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -95,8 +98,30 @@ class TeamChanged:
     kind: Literal["team"] = "team"
 
 
-Event = ReloadRequested | CachesPurged | VirtualKeyChanged | TeamChanged
-_KINDS: dict[str, type[Event]] = {"reload": ReloadRequested, "purge": CachesPurged, "virtual_key": VirtualKeyChanged, "team": TeamChanged}
+@dataclass(frozen=True, slots=True)
+class DeploymentProbed:
+    """A probe of a deployment settled whether its upstream model exists: every worker marks it
+    configured (``found``: it takes traffic again) or misconfigured (why, and the closest names)."""
+
+    label: str
+    found: bool
+    reason: str = ""
+    closest: tuple[str, ...] = ()
+    origin: str = ""
+    kind: Literal["probe"] = "probe"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "closest", tuple(self.closest))  # a list, as JSON carries it
+
+
+Event = ReloadRequested | CachesPurged | VirtualKeyChanged | TeamChanged | DeploymentProbed
+_KINDS: dict[str, type[Event]] = {
+    "reload": ReloadRequested,
+    "purge": CachesPurged,
+    "virtual_key": VirtualKeyChanged,
+    "team": TeamChanged,
+    "probe": DeploymentProbed,
+}
 
 
 def encode_event(event: Event) -> bytes:
