@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from faregate import __version__, remote
+from faregate.cli_doctor import doctor
 from faregate.cli_keys import keys_app
 from faregate.cli_teams import spend, teams_app
 from faregate.config import runtime
@@ -295,6 +296,7 @@ def version() -> None:
 
 
 app.command("spend")(spend)
+app.command("doctor")(doctor)
 
 
 def main() -> None:

@@ -52,6 +52,12 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
         return _DEFAULT
 
 
+def opener(url: str) -> urllib.request.OpenerDirector:
+    """The opener ``call`` uses for ``url``, for a caller that reads a response as it arrives
+    (doctor's streaming self-test)."""
+    return _opener(url)
+
+
 @dataclass(frozen=True)
 class Row:
     worker: str

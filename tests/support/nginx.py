@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.procs import free_port
+from tests.support.raw_http import LoopbackCA
 
 NGINX_CONF = """
 daemon off;
@@ -28,13 +29,14 @@ http {{
   scgi_temp_path {dir}/scgi;
   upstream faregate {{ server 127.0.0.1:{upstream_port}; keepalive 8; }}
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port}{listen_tls};{tls}
     location / {{
       proxy_pass http://faregate;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_read_timeout {read_timeout}s;  # nginx cuts a response silent for this long (default 60s)
       # nginx's defaults: response buffering ON. faregate's X-Accel-Buffering: no must turn it off.
+      {directives}
     }}
   }}
 }}
@@ -49,13 +51,27 @@ def nginx_binary() -> str:
 
 
 class Nginx:
-    def __init__(self, tmp: Path, upstream_port: int, read_timeout: float = 60) -> None:
-        self.dir = tmp / f"nginx-{upstream_port}"
+    def __init__(
+        self, tmp: Path, upstream_port: int, read_timeout: float = 60, directives: str = "", name: str = "", tls: LoopbackCA | None = None
+    ) -> None:
+        """``directives``: more lines for the location that proxies faregate (e.g. to make it buffer);
+        ``name``: tells apart two proxies of the same upstream; ``tls``: serve HTTPS with this CA's
+        server certificate (clients trust ``tls.ca``)."""
+        self.dir = tmp / f"nginx-{upstream_port}{name}"
         self.dir.mkdir()
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        certificate = f"\n    ssl_certificate {tls.cert};\n    ssl_certificate_key {tls.key};" if tls else ""
         (self.dir / "nginx.conf").write_text(
-            NGINX_CONF.format(dir=self.dir, port=self.port, upstream_port=upstream_port, read_timeout=read_timeout)
+            NGINX_CONF.format(
+                dir=self.dir,
+                port=self.port,
+                upstream_port=upstream_port,
+                read_timeout=read_timeout,
+                directives=directives,
+                listen_tls=" ssl" if tls else "",
+                tls=certificate,
+            )
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -56,3 +56,8 @@ def proxy_env() -> dict[str, str]:
 def master_key_from_env() -> str | None:
     """The key `faregate reload/verify` present to a running gateway."""
     return os.environ.get("FAREGATE_MASTER_KEY")
+
+
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org): set and not empty, the CLI prints no ANSI colour."""
+    return bool(os.environ.get("NO_COLOR"))
