@@ -150,8 +150,11 @@ def _unbounded(stored: _Stored) -> list[Finding]:
     no_expiry = [row for row in active if row.get("expires_at") is None]
     subject = "virtual keys"
     if not active:
-        message = f"no active virtual key ({len(stored.keys)} stored): no budget or expiry to check"
-        return [_finding(code, "ok", subject, message) for code in ("virtual_key_no_budget", "virtual_key_no_expiry")]
+        head = f"no active virtual key ({len(stored.keys)} stored)"
+        return [
+            _finding("virtual_key_no_budget", "ok", subject, f"{head}: none without a budget"),
+            _finding("virtual_key_no_expiry", "ok", subject, f"{head}: none without an expiry"),
+        ]
     out: list[Finding] = []
     items = (
         ("virtual_key_no_budget", no_budget, "a budget (its own or its team's)", "faregate keys update ID --budget N --period monthly"),

@@ -6,6 +6,7 @@ by ``faregate db upgrade``. All SQL elsewhere goes through SQLAlchemy Core with 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,20 @@ def async_url(database: str) -> str:
     raise ValueError("state.database must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB")
 
 
+def private_file(path: Path) -> None:
+    """Create a state file (and its folder) readable by its owner only, whatever the umask, before
+    SQLite opens it: it holds key hashes, budgets and the spend log (SQLite gives its -wal and -shm
+    files the database's mode). An existing file keeps its mode: ``faregate doctor`` reports it."""
+    if path.name in ("", ":memory:") or path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def make_engine(database: str) -> AsyncEngine:
     url = async_url(database)
     if url.startswith("sqlite"):
-        Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.removeprefix("sqlite+aiosqlite:///")))
         engine = create_async_engine(url, connect_args={"timeout": 5})
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from faregate.store.base import BusError, Delivery, Event, Mark, WorkerInfo, decode_event, encode_event
+from faregate.store.db import private_file
 
 POLL_SECONDS = 0.2
 EPOCH = ""  # one numbering for the life of the file
@@ -50,7 +51,7 @@ class SqliteBus:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
             db = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
             try:
                 _set_up(db)
