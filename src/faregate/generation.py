@@ -20,7 +20,7 @@ from typing import overload
 import orjson
 
 from faregate.config.prices import price_table
-from faregate.config.schema import Config, DeploymentConfig, ServerConfig, StateConfig
+from faregate.config.schema import Config, DeploymentConfig, ProviderConfig, ServerConfig, StateConfig
 from faregate.types import Price, Secret
 
 
@@ -62,6 +62,11 @@ class Provider:
     stream_usage: bool = True
     secret_headers: tuple[SecretHeader, ...] = ()  # sent after ``headers``
     anthropic_version: str | None = None  # type anthropic: the anthropic-version sent when the client names none
+    responses: bool = False  # type openai: it serves /responses itself (Responses requests go to it as sent)
+    api_version: str | None = None  # type azure: the api-version query value, or "v1" for the /openai/v1/... URLs
+    project: str | None = None  # type vertex: the Google Cloud project
+    location: str | None = None  # type vertex: the location (region or "global")
+    region: str | None = None  # type bedrock: the AWS region
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +159,21 @@ def _redactor(secrets: tuple[Secret, ...]) -> Redactor:
 
 
 # The Anthropic root has no /v1: the anthropic SDKs' base_url convention (providers/anthropic.py adds /v1/messages).
-DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com", "mock": "mock://local"}
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",  # AI Studio (the Gemini API)
+    "mock": "mock://local",
+}
+
+
+def default_base_url(p: ProviderConfig) -> str:
+    """Where a provider type is reached when the config names no base_url ("" for azure: its resource is required)."""
+    if p.type == "vertex":
+        return "https://aiplatform.googleapis.com" if p.location in (None, "global") else f"https://{p.location}-aiplatform.googleapis.com"
+    if p.type == "bedrock":
+        return f"https://bedrock-runtime.{p.region}.amazonaws.com"
+    return DEFAULT_BASE_URLS.get(p.type, "")
 
 
 def compile_generation(
@@ -176,7 +195,7 @@ def compile_generation(
         name: Provider(
             name=name,
             type=p.type,
-            base_url=(base_urls.get(name) or DEFAULT_BASE_URLS[p.type]).rstrip("/"),
+            base_url=(base_urls.get(name) or default_base_url(p)).rstrip("/"),
             headers=headers.get(name, ()),
             timeout=p.timeout,
             connect_timeout=p.connect_timeout,
@@ -187,6 +206,11 @@ def compile_generation(
             stream_usage=p.stream_usage,
             secret_headers=secret_headers.get(name, ()),
             anthropic_version=p.anthropic_version,
+            responses=p.responses,
+            api_version=p.api_version,
+            project=p.project,
+            location=p.location,
+            region=p.region,
         )
         for name, p in config.providers.items()
     }

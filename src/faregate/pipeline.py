@@ -7,7 +7,6 @@ when nothing could answer, raised as one NoDeploymentAvailable that names every 
 
 from __future__ import annotations
 
-import difflib
 import random
 import re
 import time
@@ -21,7 +20,6 @@ from faregate import costs
 from faregate.credentials.keyring import Snapshot
 from faregate.errors import (
     CredentialRejected,
-    DeploymentMisconfigured,
     ModelNotFound,
     NoDeploymentAvailable,
     RateLimitExceeded,
@@ -36,8 +34,9 @@ from faregate.errors import (
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
+from faregate.outcomes import Outcomes, closest, misconfigured, unknown_model_message
 from faregate.providers import LOCAL, SPEAKERS, SUPPORTED, TRANSPORTS, endpoint_for, mock, openai, sse
-from faregate.providers.base import StreamWatch, Transport
+from faregate.providers.base import Framing, StreamWatch, Transport
 from faregate.ratelimit import Limit, Limiter, Refused, Ticket
 from faregate.routing import plan, targets
 from faregate.translate import Translator
@@ -106,7 +105,7 @@ class Pipeline:
         ex.generation = gen
         route = gen.models.get(ex.model)
         if route is None:
-            raise ModelNotFound(_unknown_model_message(ex.model, gen), param="model")
+            raise ModelNotFound(unknown_model_message(ex.model, gen), param="model")
         failures: list[str] = []
         outcomes = Outcomes()
         now = time.time()
@@ -136,7 +135,7 @@ class Pipeline:
             if not the_plan.candidates and not the_plan.skipped:
                 failures.append(f"{prefix}{target.name}: no deployments")
         if outcomes.misnamed:  # named apart, with the closest names: the operator has a config to fix
-            raise _misconfigured(ex.model, outcomes.misnamed, self.health, failures)
+            raise misconfigured(ex.model, outcomes.misnamed, self.health, failures)
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
         retry_after = min(waits) if waits and all(w > 0 for w in waits) else None
         code = outcomes.limited_code()
@@ -253,10 +252,11 @@ class Pipeline:
                     heartbeat = gen.server.stream_heartbeat
                     if translator is not None:  # the client's events, from the upstream's
                         translated = translator.stream(transport, dep.model, ex.request_id)
-                        stream = self._relay(ex, dep, reply.chunks(heartbeat), policy, translated)
+                        stream = self._relay(ex, dep, reply.chunks(heartbeat), policy, translated, transport.framing)
                         return Answer(reply.status, b"text/event-stream", stream=stream)
                     watch = transport.stream_events(strip=injected)
-                    return Answer(reply.status, reply.content_type, stream=self._relay(ex, dep, reply.chunks(heartbeat), policy, watch))
+                    stream = self._relay(ex, dep, reply.chunks(heartbeat), policy, watch, transport.framing)
+                    return Answer(reply.status, reply.content_type, stream=stream)
                 body = await reply.read(gen.server.max_reply_bytes)
                 if translator is not None:  # the client's reply, priced from the upstream's usage as on the diagonal
                     body, ex.usage = translator.reply(transport, body, headers, reply.content_type, dep.model, ex.request_id)
@@ -274,7 +274,7 @@ class Pipeline:
             return _passthrough(snap.generation, dep, err, ex.format)
         except UpstreamModelMissing as err:  # no traffic until a reload or a probe that succeeds
             known = self.health.misconfigured(dep.label)
-            self.health.misconfigure(dep.label, err.reason, _closest(dep.model, known[1] if known else (), gen), time.time())
+            self.health.misconfigure(dep.label, err.reason, closest(dep.model, known[1] if known else (), gen), time.time())
             raise
         except CredentialRejected as err:
             pool.reject(credential, err.reason)
@@ -342,7 +342,13 @@ class Pipeline:
         raise failure or UpstreamProtocolError(f"answered a stream request with {content_type.decode('latin-1')}, not text/event-stream")
 
     async def _relay(
-        self, ex: Exchange, dep: Deployment, chunks: AsyncIterator[bytes], policy: Policy, stripper: StreamWatch | None = None
+        self,
+        ex: Exchange,
+        dep: Deployment,
+        chunks: AsyncIterator[bytes],
+        policy: Policy,
+        stripper: StreamWatch | None = None,
+        framing: Callable[[int], Framing] = sse.Splitter,
     ) -> AsyncIterator[bytes]:
         """Pass upstream SSE events through as they complete, byte for byte; end a cut or broken
         stream with an explicit error event. An incomplete event is held back until its end arrives
@@ -351,7 +357,7 @@ class Pipeline:
         With a stripper (usage was requested for the client's sake), the usage-only event is kept for
         pricing and removed from what the client sees."""
         gen = ex.generation
-        events = sse.Splitter(gen.server.max_event_bytes if gen is not None else sse.MAX_EVENT_BYTES)
+        events = framing(gen.server.max_event_bytes if gen is not None else sse.MAX_EVENT_BYTES)  # SSE, or the upstream's own
         heartbeat = SSE_HEARTBEAT if ex.format != "anthropic" else ANTHROPIC_HEARTBEAT
         watch = stripper if stripper is not None else openai.StreamEvents()
         try:
@@ -393,52 +399,6 @@ class Pipeline:
         ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
 
 
-class Outcomes:
-    """Why each deployment of a failed request did not answer, by kind: was every one that could
-    have served limited by its provider (429: rate limit or quota), or did something else fail?"""
-
-    __slots__ = ("limited", "misnamed", "other", "ours")
-
-    def __init__(self) -> None:
-        self.limited: dict[str, str] = {}  # deployment label -> the provider's 429 code
-        self.other: set[str] = set()
-        self.ours: dict[str, Refused] = {}  # deployment label -> its own rpm/tpm limit's refusal
-        self.misnamed: dict[str, tuple[str, Deployment]] = {}  # label -> (fallback prefix, deployment): misconfigured
-
-    def failed(self, label: str, err: UpstreamError) -> None:
-        if isinstance(err, UpstreamRateLimited):
-            self.limited[label] = err.code or "rate_limited"
-        else:
-            self.other.add(label)
-
-    def skipped(self, prefix: str, dep: Deployment, health: Health, now: float) -> bool:
-        """A deployment not tried: misconfigured (True: the error names it apart), cooling after its
-        provider's 429, after failures, or not a candidate at all (weight 0, retry limit), which
-        says nothing about the outcome."""
-        label = dep.label
-        if health.misconfigured(label) is not None:  # never a provider limit, even if it was cooling after one
-            self.misnamed[label] = (prefix, dep)
-            return True
-        code = health.limit_code(label, now)
-        if code is not None:
-            self.limited[label] = code
-        elif health.blocked(label, now) is not None:
-            self.other.add(label)
-        return False
-
-    def limited_code(self) -> str | None:
-        """``upstream_insufficient_quota`` / ``upstream_rate_limited`` when provider limits are
-        the whole story, ``rate_limit_exceeded`` when only our deployment limits are; None when
-        anything else failed too (then it is a 503)."""
-        if self.other - self.limited.keys():
-            return None
-        if not self.limited:
-            return "rate_limit_exceeded" if self.ours else None
-        if all(code == "insufficient_quota" for code in self.limited.values()):
-            return "upstream_insufficient_quota"
-        return "upstream_rate_limited"
-
-
 _EVENT_CODES = frozenset({"upstream_event_too_large", "upstream_malformed_event"})  # precise codes for a broken event
 
 
@@ -462,35 +422,3 @@ def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected, fmt: s
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _MILLISECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
-
-
-def _closest(name: str, known: tuple[str, ...], gen: Generation) -> tuple[str, ...]:
-    """The model names closest to a misconfigured deployment's: the provider's (a probe found
-    them), then the price table's, at most five."""
-    table = difflib.get_close_matches(name, [n for n in gen.prices if n != name], n=3, cutoff=0.6)
-    return tuple(dict.fromkeys([*known, *table]))[:5]
-
-
-def _misconfigured(model: str, misnamed: dict[str, tuple[str, Deployment]], health: Health, failures: list[str]) -> DeploymentMisconfigured:
-    """Nothing answered and some deployments are misconfigured: each named with its upstream
-    model, what the provider said and the closest names, then the other deployments' reasons."""
-    parts = []
-    for label, (prefix, dep) in misnamed.items():
-        why, closest = health.misconfigured(label) or ("its provider said the model does not exist", ())
-        hint = "closest known names: " + ", ".join(f"'{n}'" for n in closest) if closest else "no close name in the price table"
-        head = f"{prefix}deployment {label} is misconfigured: provider {dep.provider.name} has no model '{dep.model}'"
-        parts.append(f"{head} ({why}); {hint}")
-    rest = "; other deployments: " + "; ".join(failures) if failures else ""
-    fix = "fix the upstream model name in the config and reload (faregate reload)"
-    return DeploymentMisconfigured(f"no deployment available for model '{model}': " + "; ".join(parts) + f"; {fix}{rest}")
-
-
-def _unknown_model_message(name: str, gen: Generation) -> str:
-    names = sorted(gen.models)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
-    if close:
-        hint = "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-    else:
-        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-        hint = f"available models: {shown}" if names else "no models are configured"
-    return f"The model '{name}' does not exist on this gateway; {hint}"

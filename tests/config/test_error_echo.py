@@ -60,7 +60,7 @@ NOT_SHOWN = "not shown, as it may be a secret"
         pytest.param(
             "  local: {type: mock}",
             f"  local: {{type: {CANARY}}}",
-            f"error: providers.local.type: unknown provider type (got a string; {NOT_SHOWN}); supported: openai, anthropic, mock",
+            f"error: providers.local.type: unknown provider type (got a string; {NOT_SHOWN}); supported: openai, anthropic, azure, gemini, vertex, bedrock, mock",
             id="provider-type",
         ),
         pytest.param(

@@ -109,7 +109,7 @@ def test_unknown_provider_names_the_closest_one(tmp: Path) -> None:
 def test_unknown_provider_type_names_the_closest_type(tmp: Path) -> None:
     text = BASE.replace("type: openai\n", "type: opneai\n")
     assert errors_of(write(tmp, text)) == [
-        "error: providers.openai-main.type: unknown provider type 'opneai' (did you mean 'openai'?); supported: openai, anthropic, mock"
+        "error: providers.openai-main.type: unknown provider type 'opneai' (did you mean 'openai'?); supported: openai, anthropic, azure, gemini, vertex, bedrock, mock"
     ]
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from faregate.config.prices import price_table
+from faregate.config.provider_checks import provider_problems
 from faregate.config.schema import PROVIDER_TYPES, Config
 from faregate.config.secretlike import looks_like_secret
 from faregate.errors import ConfigError, Problem
@@ -224,12 +225,7 @@ def semantic_problems(config: Config) -> list[Problem]:
         problems.append(Problem("state.redis", "must be a redis://, rediss:// or unix:// URL, or a reference to one"))
     for name, provider in config.providers.items():
         path = f"providers.{name}"
-        if provider.type != "mock":
-            for field in ("stream_chunks", "chunk_delay"):
-                if getattr(provider, field) is not None:
-                    problems.append(Problem(f"{path}.{field}", f"only valid for providers of type mock, not {provider.type}"))
-        if provider.type != "anthropic" and provider.anthropic_version is not None:
-            problems.append(Problem(f"{path}.anthropic_version", f"only valid for providers of type anthropic, not {provider.type}"))
+        problems.extend(provider_problems(name, provider))
         if provider.type == "mock" and provider.credentials:
             problems.append(Problem(f"{path}.credentials", "the mock provider takes no credentials", "warning"))
         ids: set[str] = set()

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MIB = 1024 * 1024
-PROVIDER_TYPES = ("openai", "anthropic", "mock")
+PROVIDER_TYPES = ("openai", "anthropic", "azure", "gemini", "vertex", "bedrock", "mock")
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9_-]+(\.[a-z0-9_-]+)*)(:[0-9]{1,5})?")  # "null" is refused
 
 
@@ -91,7 +91,7 @@ class CredentialConfig(Strict):
 
 
 class ProviderConfig(Strict):
-    type: Literal["openai", "anthropic", "mock"]
+    type: Literal["openai", "anthropic", "azure", "gemini", "vertex", "bedrock", "mock"]
     base_url: str | None = None
     credentials: list[CredentialConfig] = Field(default_factory=list)
     credential_strategy: Literal["round_robin", "weighted", "fill_first"] = "round_robin"
@@ -105,6 +105,15 @@ class ProviderConfig(Strict):
     anthropic_version: str | None = Field(
         None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="anthropic-version sent when the client sends none (default 2023-06-01)"
     )
+    # openai provider only: it serves POST /responses itself (OpenAI does), so Responses requests go to it as sent
+    responses: bool = False
+    # azure provider only: the api-version of /openai/deployments/{model}/... URLs, or "v1" for the /openai/v1/... form
+    api_version: str | None = Field(None, pattern=r"^(v1|[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?)$")
+    # vertex provider only: the Google Cloud project and location (a region such as us-east5, or "global")
+    project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$")
+    location: str | None = Field(None, pattern=r"^[a-z0-9-]{1,40}$")
+    # bedrock provider only: the AWS region (us-east-1, eu-central-1, ...)
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$")
     # mock provider only
     stream_chunks: int | None = Field(None, ge=1, le=10_000)
     chunk_delay: float | None = Field(None, ge=0, le=60)

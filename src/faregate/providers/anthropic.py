@@ -34,6 +34,7 @@ VERSION = "2023-06-01"  # the anthropic-version sent when neither the client nor
 format = "anthropic"
 endpoints: frozenset[Endpoint] = frozenset({"messages", "count_tokens"})
 request_id_header = "request-id"
+framing = sse.Splitter
 PATHS: dict[Endpoint, str] = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens"}
 
 

@@ -9,7 +9,7 @@ names, so a call through the protocol costs exactly the call of the function it 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -56,6 +56,14 @@ class LocalReply:
     usage: Usage | None = None  # for streams: what the reply cost, whether or not the client asked
 
 
+class Framing(Protocol):
+    """Complete events out of a stream's reads (``sse.Splitter`` is the SSE one)."""
+
+    def feed(self, data: bytes) -> list[bytes]: ...  # the events ``data`` completed, in order
+
+    def close(self) -> bytes: ...  # what is left when the stream ends (an event without its end)
+
+
 class StreamWatch(Protocol):
     """Watches the complete SSE events of a stream relayed as bytes (``sse.Splitter`` finds them):
     the usage it reports, whether its own end arrived, and malformed events, which it refuses with
@@ -78,6 +86,14 @@ class Transport(Protocol):
     format: str  # the codec NAME it speaks (faregate.formats): "openai_chat", "anthropic"
     endpoints: frozenset[Endpoint]  # what it serves; a request for anything else never reaches it
     request_id_header: str  # the reply header holding the upstream's request id
+
+    @property
+    def framing(self) -> Callable[[int], Framing]:
+        """How a streamed reply's bytes split into events (``sse.Splitter`` for SSE), given the most
+        bytes one event may hold. A binary framing (Bedrock's event-stream) hands each frame on as
+        one SSE event (``data: <its JSON>``), so the relay and StreamTranslator are one path for
+        every upstream."""
+        ...
 
     def build(
         self,

@@ -19,6 +19,7 @@ USER_AGENT = "faregate"
 format = "openai_chat"
 endpoints: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings"})
 request_id_header = "x-request-id"
+framing = sse.Splitter
 
 
 def build(
