@@ -227,6 +227,22 @@ def test_oversized_heads_get_431(default_gateway: GatewayProcess, head: bytes, s
     assert error["code"] == "request_headers_too_large" and setting in error["message"]
 
 
+def test_a_refusal_on_an_anthropic_route_is_in_anthropic_shape(default_gateway: GatewayProcess) -> None:
+    """The connection-level refusals are written without the app, yet an Anthropic client (whose
+    SDK reads {"type": "error", "error": {...}}) gets its own shape once the request line named the route."""
+    head = b"x-big: " + b"a" * (70 * 1024) + b"\r\n"
+    for path in (b"/v1/messages", b"/v1/messages/count_tokens?beta=true"):
+        data = b"POST " + path + b" HTTP/1.1\r\nhost: gateway\r\nx-api-key: " + MASTER_KEY.encode() + b"\r\n" + head + b"\r\n"
+        status, headers, body = send_while_reading(default_gateway, data)
+        assert status == 431 and headers["connection"] == "close", (path, status)
+        parsed = json.loads(body)
+        assert parsed["type"] == "error" and parsed["error"]["type"] == "invalid_request_error", parsed
+        assert "server.max_header_bytes" in parsed["error"]["message"]
+    data = b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n" + head + b"\r\n"
+    status, _, body = send_while_reading(default_gateway, data)
+    assert status == 431 and error_of(body)["code"] == "request_headers_too_large"  # OpenAI's shape elsewhere
+
+
 def test_heads_just_under_the_limits_are_served(default_gateway: GatewayProcess) -> None:
     gw = default_gateway  # max_header_bytes 65536, max_headers 100
     many = tuple(f"x-h{i}: v" for i in range(98))  # 100 headers with host and authorization

@@ -39,6 +39,7 @@ from uvicorn.server import ServerState
 
 from faregate.config.schema import ServerConfig
 from faregate.errors import FaregateError, HeadersTooLarge, RequestTimeout, TooManyConnections
+from faregate.server.http import error_shape
 
 log = logging.getLogger("faregate.server")
 
@@ -76,9 +77,11 @@ def default_max_connections() -> int:
     return max(16, (soft - FD_HEADROOM) // 2)
 
 
-def refusal(error: FaregateError) -> bytes:
-    """A whole response that closes the connection, written without the app."""
-    body = error.openai_body()
+def refusal(error: FaregateError, path: bytes = b"") -> bytes:
+    """A whole response that closes the connection, written without the app: in the error shape of
+    the route the request line named (Anthropic's on /v1/messages), OpenAI's before one arrived."""
+    encode = error_shape(path.partition(b"?")[0].decode("latin-1"))
+    body = error.openai_body() if encode is None else encode(error)
     head = (
         f"HTTP/1.1 {error.status} {http.HTTPStatus(error.status).phrase}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n"
@@ -232,7 +235,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _refuse(self, error: FaregateError) -> None:
         self._stop_timers()
         if not self.transport.is_closing():
-            self.transport.write(refusal(error))
+            self.transport.write(refusal(error, getattr(self, "url", b"")))  # no url before the first request line
             self.transport.close()
 
     def _stop_timers(self) -> None:
