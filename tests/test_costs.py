@@ -8,6 +8,7 @@ import pytest
 
 from faregate.costs import cost, estimate_tokens, prompt_bytes, usage_from_neutral
 from faregate.formats import neutral
+from faregate.limits import max_cost
 from faregate.types import Price, Usage
 
 # Claude Sonnet 4.5's published rates: $3 in, $15 out, reads 0.1x, 5m writes 1.25x, 1h writes 2x.
@@ -75,3 +76,29 @@ def test_an_anthropic_bodys_system_prompt_counts_in_the_estimate() -> None:
     assert prompt_bytes({**bare, "system": system}) > prompt_bytes(bare) + 4000
     assert estimate_tokens({**bare, "system": system}) > estimate_tokens(bare) + 1000
     assert prompt_bytes({"model": "m", "messages": messages}) == len(b'[{"role":"user","content":"hi"}]')  # OpenAI: unchanged
+
+
+def test_instructions_and_tool_schemas_count_in_the_estimate() -> None:
+    bare = {"model": "m", "input": "hi"}
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    assert prompt_bytes({**bare, "instructions": "Be brief. " * 100}) >= prompt_bytes(bare) + 1000
+    assert prompt_bytes({**bare, "tools": tools}) > prompt_bytes(bare) + 60
+
+
+def test_a_responses_max_output_tokens_bounds_the_reservation() -> None:
+    price = Price(input=1.0, output=10.0)
+    body = {"model": "m", "input": "hi"}
+    assert max_cost({**body, "max_output_tokens": 10}, price) < max_cost(body, price) / 100  # not the 4,096-token default
+
+
+def test_a_request_that_asks_for_caching_reserves_its_prompt_at_the_write_rate() -> None:
+    price = Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75, cache_write_1h=6.0)
+    text = "You are a careful assistant. " * 400
+    plain = {"model": "m", "max_tokens": 1, "system": [{"type": "text", "text": text}], "messages": [{"role": "user", "content": "hi"}]}
+    cached = {**plain, "system": [{"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}
+    prompt_tokens = prompt_bytes(cached) // 2 + 16
+    assert max_cost(cached, price) == pytest.approx((prompt_tokens * 6.0 + 1 * 15.0) / 1e6)  # the dearest write rate
+    assert max_cost(plain, price) == pytest.approx(((prompt_bytes(plain) // 2 + 16) * 3.0 + 15.0) / 1e6)
+    top_level = {**plain, "cache_control": {"type": "ephemeral"}}  # automatic caching of the whole request
+    assert max_cost(top_level, price) > max_cost(plain, price) * 1.9
+    assert max_cost(cached, Price(input=3.0, output=15.0)) == pytest.approx((prompt_tokens * 3.0 + 15.0) / 1e6)  # no write premium known

@@ -47,17 +47,35 @@ def usage_from_neutral(usage: neutral.Usage) -> Usage:
     )
 
 
+_BESIDE_PROMPT = ("system", "instructions", "tools")  # sent as prompt tokens too: Anthropic's system, Responses' instructions, tool schemas
+
+
 def prompt_bytes(payload: dict[str, Any]) -> int:
     """Bytes of the prompt as JSON: the basis of every estimate made before the upstream answers.
-    An Anthropic body's top-level ``system`` is part of its prompt (OpenAI's is in ``messages``)."""
+    Besides ``messages`` (``prompt``, ``input``), an Anthropic body's top-level ``system``, a
+    Responses body's ``instructions`` and every format's ``tools`` are billed as prompt tokens."""
     prompt = payload.get("messages") or payload.get("prompt") or payload.get("input") or ""
-    system = payload.get("system")
-    return len(orjson.dumps(prompt)) + (len(orjson.dumps(system)) if system else 0)
+    size = len(orjson.dumps(prompt))
+    for name in _BESIDE_PROMPT:
+        extra = payload.get(name)
+        if extra:
+            size += len(orjson.dumps(extra))
+    return size
+
+
+def asks_cache_write(payload: dict[str, Any]) -> bool:
+    """Whether the request marks content for prompt caching (Anthropic's ``cache_control``, on a
+    block or the whole request): its prompt may then be billed at the cache-write rates."""
+    if "cache_control" in payload:
+        return True
+    parts = (payload.get("messages"), payload.get("system"), payload.get("tools"))
+    return any(part and b'"cache_control"' in orjson.dumps(part) for part in parts)
 
 
 def requested_output(payload: dict[str, Any]) -> int | None:
-    """``max_completion_tokens`` or ``max_tokens`` when the request sets a positive whole number."""
-    requested = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    """``max_completion_tokens``, ``max_tokens`` or (Responses) ``max_output_tokens`` when the
+    request sets a positive whole number."""
+    requested = payload.get("max_completion_tokens") or payload.get("max_tokens") or payload.get("max_output_tokens")
     if isinstance(requested, int) and not isinstance(requested, bool) and requested > 0:
         return requested
     return None

@@ -264,9 +264,14 @@ def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Prov
     tiers = tuple(tuple(d for d in enabled if d.priority == p) for p in sorted({d.priority for d in enabled}))
     price: Price | None = None
     if enabled and all(d.price is not None for d in enabled):
-        price = Price(
-            input=max(d.price.input for d in enabled if d.price),
-            output=max(d.price.output for d in enabled if d.price),
+        priced = [d.price for d in enabled if d.price]
+        writes = [p.cache_write for p in priced if p.cache_write is not None]
+        writes_1h = [p.cache_write_1h for p in priced if p.cache_write_1h is not None]
+        price = Price(  # the dearest of each rate: what a budget must be able to pay, whichever deployment answers
+            input=max(p.input for p in priced),
+            output=max(p.output for p in priced),
+            cache_write=max(writes) if writes else None,
+            cache_write_1h=max(writes_1h) if writes_1h else None,
         )
     return ModelRoute(name=name, deployments=tuple(deployments), tiers=tiers, price=price)
 

@@ -33,10 +33,16 @@ class Reservation:
 
 
 def max_cost(payload: dict[str, Any], price: Price) -> float:
+    """The most a request can cost, reserved against budgets before it is sent: its prompt at the
+    input rate, or at the dearest cache-write rate when it asks for prompt caching (a write costs
+    1.25x-2x input on Anthropic), and its output at the requested maximum (else a default)."""
     prompt_tokens = costs.prompt_bytes(payload) // 2 + 16
     requested = costs.requested_output(payload)
     output_tokens = min(requested, MAX_OUTPUT_TOKENS) if requested is not None else DEFAULT_OUTPUT_TOKENS
-    return (prompt_tokens * price.input + output_tokens * price.output) / 1_000_000
+    prompt_rate = price.input
+    if (price.cache_write or price.cache_write_1h) and costs.asks_cache_write(payload):
+        prompt_rate = max(prompt_rate, price.cache_write or 0.0, price.cache_write_1h or 0.0)
+    return (prompt_tokens * prompt_rate + output_tokens * price.output) / 1_000_000
 
 
 async def admit(engine: AsyncEngine, key: VirtualKey, model: str, price: Price | None, payload: dict[str, Any]) -> Reservation | None:
