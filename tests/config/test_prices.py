@@ -19,7 +19,40 @@ PROVIDER_PREFIXES: dict[str, tuple[str, ...]] = {
     "google": ("gemini-",),
     "mistral": ("mistral-", "codestral-", "ministral-", "magistral-"),
     "deepseek": ("deepseek-",),
+    # Bedrock model ids (vendor.model) and cross-region inference profile ids (a region-group prefix before them).
+    "bedrock": ("anthropic.", "amazon.", "openai.", "global.", "us.", "eu.", "apac.", "in."),
 }
+
+# Bedrock inference-profile prefixes: "<prefix><model id>" routes the model id across Regions.
+PROFILE_PREFIXES = ("global.", "us.", "eu.", "apac.", "in.")
+
+# What a profile costs relative to its bare model id, as the file's _comment states it (per AWS):
+# Claude: global = the model id's rate, geographic = 1.1x (global saves about 10%);
+# OpenAI GPT-5.x: the bare id and geographic profiles carry the regional rate (1.1x OpenAI's list), global the list rate;
+# Amazon Nova: no charge for cross-region inference, so a profile costs the same as the model id.
+PROFILE_RATIO: dict[tuple[str, str], float] = {
+    ("global.", "anthropic"): 1.0,
+    ("us.", "anthropic"): 1.1,
+    ("eu.", "anthropic"): 1.1,
+    ("global.", "openai"): 1 / 1.1,
+    ("us.", "openai"): 1.0,
+    ("in.", "openai"): 1.0,
+    ("us.", "amazon"): 1.0,
+}
+
+# Keys this table must keep shipping (a Bedrock deployment names the model id or a profile id).
+BEDROCK_REQUIRED = (
+    "anthropic.claude-sonnet-4-6",
+    "global.anthropic.claude-sonnet-4-6",
+    "us.anthropic.claude-sonnet-4-6",
+    "eu.anthropic.claude-sonnet-4-6",
+    "anthropic.claude-haiku-4-5-20251001-v1:0",
+    "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "amazon.nova-pro-v1:0",
+    "us.amazon.nova-pro-v1:0",
+    "amazon.nova-lite-v1:0",
+    "amazon.nova-micro-v1:0",
+)
 
 
 def is_embedding(name: str) -> bool:
@@ -103,3 +136,53 @@ def test_config_override_wins_over_the_shipped_entry() -> None:
 
 def test_no_overrides_is_the_shipped_table() -> None:
     assert price_table({}) == dict(shipped_prices())
+
+
+def profile_parts(name: str) -> tuple[str, str, str]:
+    """`us.anthropic.claude-x` -> ("us.", "anthropic", "anthropic.claude-x")."""
+    prefix = next(p for p in PROFILE_PREFIXES if name.startswith(p))
+    base = name.removeprefix(prefix)
+    return prefix, base.split(".", 1)[0], base
+
+
+PROFILE_IDS = sorted(n for n in shipped_prices() if n.startswith(PROFILE_PREFIXES))
+
+
+def test_bedrock_model_and_profile_ids_are_shipped() -> None:
+    assert [n for n in BEDROCK_REQUIRED if n not in shipped_prices()] == []
+    assert PROFILE_IDS
+
+
+@pytest.mark.parametrize("name", PROFILE_IDS)
+def test_a_profile_id_is_priced_from_its_model_id_by_the_stated_rule(name: str) -> None:
+    prefix, vendor, base = profile_parts(name)
+    prices = shipped_prices()
+    assert base in prices, f"{name}: the profile's model id {base} is not in the table"
+    assert (prefix, vendor) in PROFILE_RATIO, f"{name}: no stated rule for {prefix} profiles of {vendor} models"
+    ratio, profile, model = PROFILE_RATIO[(prefix, vendor)], prices[name], prices[base]
+    assert profile.input == pytest.approx(model.input * ratio)
+    assert profile.output == pytest.approx(model.output * ratio)
+    for field in ("cached_input", "cache_write", "cache_write_1h"):
+        mine, theirs = getattr(profile, field), getattr(model, field)
+        assert (mine is None) == (theirs is None), f"{name}.{field}"
+        if mine is not None and theirs is not None:
+            assert mine == pytest.approx(theirs * ratio), f"{name}.{field}"
+
+
+def test_profile_rates_match_figures_the_source_gives_directly() -> None:
+    # The rule itself, on two pairs whose numbers the source gives directly: a Claude geographic profile
+    # at 1.1x the global rate (Sonnet 4.6: $3.30 vs $3.00 input) and a GPT-5.6 global profile at OpenAI's list price.
+    prices = shipped_prices()
+    assert prices["us.anthropic.claude-sonnet-4-6"].input == pytest.approx(3.3)
+    assert prices["global.anthropic.claude-sonnet-4-6"].input == pytest.approx(3.0)
+    assert prices["global.openai.gpt-5.6-sol"].input == pytest.approx(prices["gpt-5.6-sol"].input)
+    assert prices["global.openai.gpt-5.6-sol"].output == pytest.approx(prices["gpt-5.6-sol"].output)
+
+
+def test_every_source_group_names_its_page_and_when_it_was_read() -> None:
+    raw = orjson.loads(resources.files("faregate").joinpath("prices.json").read_bytes())
+    for group, text in raw["_sources"].items():
+        assert "https://" in text, group
+        assert "2026-" in text, group
+    assert "2026-12-01" in raw["_sources"]["bedrock"]
+    assert "prices:" in raw["_comment"] and "Azure" in raw["_comment"]  # how an Azure deployment gets a price
