@@ -38,6 +38,7 @@ run: install
 	@echo "  demo key: $(DEMO_KEY)"
 	@echo "  try:  curl -s http://$(HOST):$(PORT)/v1/chat/completions -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
 	@echo "  Anthropic Messages:  curl -s http://$(HOST):$(PORT)/v1/messages -H 'x-api-key: $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'"
+	@echo "  OpenAI Responses:  curl -s http://$(HOST):$(PORT)/v1/responses -H 'Authorization: Bearer $(DEMO_KEY)' -H 'Content-Type: application/json' -d '{\"model\":\"demo-chat\",\"input\":\"Hello!\"}'"
 	@echo ""
 	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml --host '$(HOST)' --port '$(PORT)'
 

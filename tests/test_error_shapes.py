@@ -19,9 +19,8 @@ from faregate.errors import (
     RateLimitExceeded,
     UpstreamLimited,
     UpstreamReplyTooLarge,
-    passthrough_body,
-    stream_error_event,
 )
+from faregate.translate import cut_event, passthrough_body
 
 SUFFIX = " (upstream p/m answered 400)"
 
@@ -48,10 +47,10 @@ def test_anthropic_body_has_the_type_of_the_status_and_the_precise_message(error
 
 
 def test_stream_error_event_per_format() -> None:
-    assert stream_error_event("anthropic", "cut", "stream_interrupted") == (
+    assert cut_event("anthropic", "cut", "stream_interrupted") == (
         b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"cut"}}\n\n'
     )
-    assert stream_error_event("openai_chat", "cut", "stream_interrupted") == (
+    assert cut_event("openai_chat", "cut", "stream_interrupted") == (
         b'data: {"error":{"message":"cut","type":"upstream_error","param":null,"code":"stream_interrupted"}}\n\n'
     )
 

@@ -114,40 +114,6 @@ def anthropic_error_body(message: str, type_: str) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
 
 
-def stream_error_event(fmt: str, message: str, code: str, anthropic_kind: str = "api_error") -> bytes:
-    """The SSE event that ends a stream faregate cannot finish, in the client's format (``fmt``, a
-    codec NAME): Anthropic's ``event: error`` (of type ``anthropic_kind``: api_error, or
-    overloaded_error when an overloaded upstream cut it), else OpenAI's error data event."""
-    if fmt == "anthropic":
-        return b"event: error\ndata: " + anthropic_error_body(message, anthropic_kind) + b"\n\n"
-    return b"data: " + openai_error_body(message, "upstream_error", code) + b"\n\n"
-
-
-def passthrough_body(body: bytes, suffix: str, status: int, fmt: str) -> bytes:
-    """An upstream's 4xx error body for a client of format ``fmt``, its message extended by
-    ``suffix``: a body already in the client's shape is kept as sent; one in the other shape (a
-    translated request) is rewritten into the client's; anything else is wrapped."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    error = data.get("error") if isinstance(data, dict) else None
-    anthropic_shaped = isinstance(data, dict) and data.get("type") == "error"  # {"type": "error", "error": {type, message}}
-    if isinstance(error, dict):
-        message = str(error.get("message") or "") + suffix
-        error["message"] = message
-        kind = error.get("type")
-        if fmt == "anthropic":
-            return orjson.dumps(data) if anthropic_shaped else anthropic_error_body(message, anthropic_type(status))
-        if anthropic_shaped:
-            return openai_error_body(message, kind if isinstance(kind, str) else "upstream_error", f"upstream_{status}")
-        return orjson.dumps({"error": error})
-    text = body[:300].decode("utf-8", "replace").strip() + suffix
-    if fmt == "anthropic":
-        return anthropic_error_body(text, anthropic_type(status))
-    return openai_error_body(text, "upstream_error", f"upstream_{status}")
-
-
 class RequestError(FaregateError):
     status = 400
     type = "invalid_request_error"

@@ -21,14 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from faregate.config.state import state_dir
 from faregate.control import Controller
+from faregate.credentials import aws
 from faregate.credentials.keyring import Keyring, build
+from faregate.credentials.minted import Refresher
 from faregate.credentials.virtual import VirtualKeys
 from faregate.generation import Generation
 from faregate.health import Health
 from faregate.observability import logging as logs
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
-from faregate.providers import TRANSPORTS
 from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from faregate.spendlog import SpendLog, outbox_directory
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
@@ -62,6 +63,8 @@ class Gateway:
         for problem in warnings:
             log.warning(str(problem))
         self.keyring = Keyring(generation)
+        self.tokens = Refresher(lambda: self.keyring.current.generation)  # minted credentials (vertex): refreshed off the hot path
+        self.keyring.listeners.append(self.tokens.wake)
         self.health = Health()
         self.upstream = Upstream()
         self.limiter = make_limiter(generation)
@@ -91,6 +94,8 @@ class Gateway:
             self.spawn(task)
         self.control.install_signal_handler()
         self.spawn(self._flush_logs())
+        self.spawn(self.tokens.run())
+        self.spawn(aws.refresh_forever(lambda: self.keyring.current.generation))  # Bedrock's chain keys, before they expire
         self.spawn(self.spend.run(self.engine))
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
@@ -248,13 +253,11 @@ class Gateway:
 
 
 def translated(ex: Exchange) -> bool:
-    """Whether the answering deployment speaks another format than the client's (off the diagonal:
-    the request and the reply went through the neutral model). The mock answers in the client's own."""
-    dep = ex.deployment
-    if dep is None:
-        return False
-    transport = TRANSPORTS.get(dep.provider.type)
-    return transport is not None and transport.format != ex.format
+    """Whether the answer went through the neutral model (off the diagonal), as the pipeline noted
+    for the attempt that answered: a provider speaking the client's format itself (an openai
+    provider with ``responses: true``) is a diagonal; the mock answers a format it does not speak
+    (Responses) translated."""
+    return ex.translated and ex.deployment is not None
 
 
 def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:

@@ -21,7 +21,28 @@ import orjson
 
 from faregate.config.prices import price_table
 from faregate.config.schema import Config, DeploymentConfig, ProviderConfig, ServerConfig, StateConfig
-from faregate.types import Price, Secret
+from faregate.types import Price, Secret, fingerprint
+
+
+@dataclass(slots=True, eq=False)
+class Minted:
+    """A secret minted for a credential rather than configured (Vertex: an OAuth token; Bedrock
+    without keys: AWS keys from the environment's chain). One per credential per generation, so it
+    rotates with a reload; replaced off the hot path before it expires. ``value`` is what the
+    transport reads (None until first minted); ``fingerprint`` is all that is ever shown of it."""
+
+    kind: str  # what mints it: "aws_chain", ...
+    value: object = None
+    expires: float | None = None  # Unix time; None: does not expire
+    fingerprint: str = "none"
+    error: str | None = None  # why the last minting failed (never a secret)
+    secrets: tuple[Secret, ...] = ()  # the minted secrets, for scrubbing
+    # kept by faregate.credentials.minted, which mints and refreshes it:
+    minted_at: float | None = None  # Unix time of the value's minting
+    count: int = 0  # values minted for this credential in this generation
+    retry_at: float = 0.0  # after a failure: no new attempt before this (Unix time)
+    failure: str = ""  # the UpstreamError class of the last failure ("" after a success)
+    job: object = None  # the minting in flight (an asyncio task), shared by everyone who waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +52,14 @@ class Credential:
     secret: Secret | None  # None: a provider that needs no key (mock, keyless local servers)
     weight: int = 1
     retiring: bool = False
+    parts: tuple[Secret, ...] = ()  # the other secrets of a credential of several (Bedrock: secret key, session token)
+    minted: Minted | None = field(default=None, compare=False)
     label: str = field(init=False)  # `<provider>/<id>:<fingerprint>`, the x-faregate-credential value
 
     def __post_init__(self) -> None:
         fp = self.secret.fingerprint if self.secret is not None else "none"
+        if self.secret is not None and self.parts:  # one fingerprint over every part
+            fp = fingerprint("\n".join(s.reveal() for s in (self.secret, *self.parts)))
         object.__setattr__(self, "label", f"{self.provider}/{self.id}:{fp}")
 
 
@@ -117,10 +142,16 @@ class Generation:
 
     def secrets(self) -> tuple[Secret, ...]:
         found = [c.secret for p in self.providers.values() for c in p.credentials if c.secret is not None]
+        found.extend(part for p in self.providers.values() for c in p.credentials for part in c.parts)
+        found.extend(s for p in self.providers.values() for c in p.credentials if c.minted is not None for s in c.minted.secrets)
         found.extend(part for p in self.providers.values() for h in p.secret_headers for part in h.parts)
         if self.master_key is not None:
             found.append(self.master_key)
         return tuple(found)
+
+    def rescrub(self) -> None:
+        """A credential's minted secrets changed (``credentials.minted``): the scrubber is rebuilt on its next use."""
+        object.__setattr__(self, "_redactor", None)
 
     @overload
     def scrub(self, data: str) -> str: ...

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from faregate import costs
+from faregate import costs, media
+from faregate.credentials import minted
 from faregate.credentials.keyring import Snapshot
 from faregate.errors import (
     CredentialRejected,
@@ -29,22 +30,17 @@ from faregate.errors import (
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
-    passthrough_body,
-    stream_error_event,
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
 from faregate.outcomes import Outcomes, closest, misconfigured, unknown_model_message
-from faregate.providers import LOCAL, SPEAKERS, SUPPORTED, TRANSPORTS, endpoint_for, mock, openai, sse
+from faregate.providers import BY_MODEL, CONVERSATION, LOCAL, SPEAKERS, SUPPORTED, TRANSPORTS, endpoint_for, mock, native, openai, sse
 from faregate.providers.base import Framing, StreamWatch, Transport
 from faregate.ratelimit import Limit, Limiter, Refused, Ticket
 from faregate.routing import plan, targets
-from faregate.translate import Translator
+from faregate.translate import CLIENT_CODECS, Translator, cut_event, passthrough_body
 from faregate.types import Endpoint, Usage
 from faregate.upstream import HEARTBEAT, Upstream, paced
-
-SSE_HEARTBEAT = b": keep-alive\n\n"
-ANTHROPIC_HEARTBEAT = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic's own streams send between events
 
 
 @dataclass(slots=True)
@@ -75,11 +71,12 @@ class Exchange:
     ratelimit_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # x-ratelimit-* of the key's tightest limits
     upstream_request_id: str | None = None  # the upstream's x-request-id of the last reply (scrubbed, printable ASCII)
     processing_ms: str | None = None  # the upstream's openai-processing-ms of the last reply (digits only)
-    format: str = "openai_chat"  # the client's wire format (codec NAME): "openai_chat" | "anthropic"
+    format: str = "openai_chat"  # the client's wire format (translate.CLIENT_CODECS): openai_chat | anthropic | openai_responses
     client_headers: Mapping[str, str] | None = None  # client headers a provider of the client's format may get (lower case)
     estimated: bool = False  # the answer is faregate's estimate, not the upstream's (count_tokens): x-faregate-estimated
     dropped: tuple[str, ...] = ()  # request fields the answering deployment's format could not carry: x-faregate-dropped
     translator: Translator | None = None  # off the diagonal: the client's request, decoded once (translate.py)
+    translated: bool = False  # the answering attempt went through the neutral model (the access log's "translated")
 
 
 @dataclass(slots=True)
@@ -134,6 +131,9 @@ class Pipeline:
                     failures.append(f"{prefix}{dep.label}: {reason}")
             if not the_plan.candidates and not the_plan.skipped:
                 failures.append(f"{prefix}{target.name}: no deployments")
+        unserved = media.unservable(gen, route, ex.endpoint)  # no deployment could ever serve it: a 400 naming the route
+        if unserved is not None:
+            raise unserved
         if outcomes.misnamed:  # named apart, with the closest names: the operator has a config to fix
             raise misconfigured(ex.model, outcomes.misnamed, self.health, failures)
         waits = [self.health.cooldown_remaining(d.label, now) for d in route.deployments]
@@ -219,17 +219,24 @@ class Pipeline:
             try:
                 if provider.type in LOCAL:
                     return self._local(ex, dep, payload, policy)
-                transport = TRANSPORTS[provider.type]
+                transport = TRANSPORTS[provider.type] if provider.type not in BY_MODEL else BY_MODEL[provider.type](dep.model)
+                if transport.format != ex.format:  # a provider may speak the client's format itself (openai with responses: true)
+                    transport = native(provider, ex.format) or transport
                 if ex.endpoint == "count_tokens" and "count_tokens" not in transport.endpoints:
                     return self._local(ex, dep, payload, policy)  # nothing upstream counts: faregate's estimate (as the mock's)
-                endpoint, translator, ex.dropped = ex.endpoint, None, ()
-                if transport.format != ex.format:  # off the diagonal: the request in the deployment's format
+                endpoint, translator, ex.dropped, ex.translated = ex.endpoint, None, (), False
+                # off the diagonal: the request in the deployment's format (a conversation; another endpoint a transport
+                # serves is taken in the client's format, as Gemini's embeddings)
+                if transport.format != ex.format and ex.endpoint in CONVERSATION:
                     translator = ex.translator = ex.translator or Translator(ex.format, payload)
                     payload, ex.dropped = translator.prepare(transport.format, dep)
+                    ex.translated = True
                     endpoint = endpoint_for(transport, ex.endpoint) or ex.endpoint
-                injected = ex.stream and provider.stream_usage and ex.endpoint != "embeddings"
+                injected = ex.stream and provider.stream_usage and ex.endpoint not in media.NO_STREAM_USAGE
                 if injected:
                     payload, injected = transport.with_stream_usage(payload)
+                if credential.minted is not None:  # a token minted from the key (vertex): there at once, else waited for once
+                    await minted.ready(credential, gen, min(provider.timeout, minted.WAIT_SECONDS))
                 request = transport.build(endpoint, dep, credential, payload, ex.client_headers)
                 sent = time.perf_counter()
                 reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
@@ -244,6 +251,10 @@ class Pipeline:
                 if reply.status >= 300:
                     body = await reply.read(gen.server.max_reply_bytes)
                     raise transport.classify_error(reply.status, headers, body, reply.content_type, time.time())
+                if ex.endpoint in media.ENDPOINTS:  # moderations, images, audio: the reply as sent (media.py)
+                    body, relayed = await media.relay(ex, dep, reply, transport, gen)
+                    self.health.success(dep.label, latency)
+                    return Answer(reply.status, reply.content_type, body, relayed)
                 if ex.stream:
                     if reply.content_type.startswith(b"application/json"):  # not a stream: an error object, or unreadable
                         body = await reply.read(gen.server.max_reply_bytes)
@@ -265,6 +276,8 @@ class Pipeline:
                     return Answer(reply.status, b"application/json", body)
                 self._account(ex, dep, body, headers, reply.content_type, transport)
                 self.health.success(dep.label, latency)
+                if request.reshape is not None:  # served in the client's format over the provider's own wire (Gemini embeddings)
+                    return Answer(reply.status, b"application/json", request.reshape(body))
                 return Answer(reply.status, reply.content_type, body)
             except UpstreamError as err:
                 err.redact(gen.scrub)  # THE boundary: no upstream text is used before this
@@ -293,6 +306,9 @@ class Pipeline:
             raise
 
     def _local(self, ex: Exchange, dep: Deployment, payload: dict[str, Any], policy: Policy) -> Answer:
+        if ex.format not in mock.FORMATS:  # a format the mock does not speak: translated for it, as for a provider
+            return self._local_translated(ex, dep, payload, policy)
+        ex.translated = False
         reply = mock.answer(ex.endpoint, dep, payload)
         if reply.status >= 300:  # the mock's error is in the client's format: read it as that format's provider would
             raise SPEAKERS[ex.format].classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
@@ -300,7 +316,7 @@ class Pipeline:
         if reply.events:
             ex.usage = reply.usage
             heartbeat = ex.generation.server.stream_heartbeat if ex.generation is not None else None
-            watch = SPEAKERS[ex.format].stream_events(strip=False) if ex.format != "openai_chat" else None  # the client's format
+            watch = SPEAKERS[ex.format].stream_events(strip=False)  # the client's format, which the mock speaks (mock.FORMATS)
             stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay, heartbeat), policy, watch)
             return Answer(reply.status, reply.content_type, stream=stream)
         if reply.usage is not None:  # an Anthropic-format reply: the mock says what it cost
@@ -309,6 +325,28 @@ class Pipeline:
             self._account(ex, dep, reply.body)
         ex.estimated = ex.endpoint == "count_tokens"  # the mock counts no tokens: it estimates them
         return Answer(reply.status, reply.content_type, reply.body)
+
+    def _local_translated(self, ex: Exchange, dep: Deployment, payload: dict[str, Any], policy: Policy) -> Answer:
+        """The mock as a provider of OpenAI Chat (``mock.FORMAT``): the request translated for it,
+        its reply translated back, exactly as a remote provider's."""
+        speaker = SPEAKERS[mock.FORMAT]
+        translator = ex.translator = ex.translator or Translator(ex.format, payload)
+        request, ex.dropped = translator.prepare(mock.FORMAT, dep)
+        ex.translated = True
+        if ex.stream:
+            request, _ = speaker.with_stream_usage(request)
+        reply = mock.answer(endpoint_for(speaker, ex.endpoint) or ex.endpoint, dep, request)
+        if reply.status >= 300:
+            raise speaker.classify_error(reply.status, {}, reply.body, reply.content_type, time.time())
+        self.health.success(dep.label)
+        if reply.events:
+            heartbeat = ex.generation.server.stream_heartbeat if ex.generation is not None else None
+            watch = translator.stream(speaker, dep.model, ex.request_id)
+            stream = self._relay(ex, dep, paced(reply.events, dep.provider.chunk_delay, heartbeat), policy, watch)
+            return Answer(reply.status, b"text/event-stream", stream=stream)
+        body, ex.usage = translator.reply(speaker, reply.body, {}, reply.content_type, dep.model, ex.request_id)
+        ex.cost = costs.cost(ex.usage, dep.price)
+        return Answer(reply.status, b"application/json", body)
 
     @staticmethod
     def _account(
@@ -358,7 +396,7 @@ class Pipeline:
         pricing and removed from what the client sees."""
         gen = ex.generation
         events = framing(gen.server.max_event_bytes if gen is not None else sse.MAX_EVENT_BYTES)  # SSE, or the upstream's own
-        heartbeat = SSE_HEARTBEAT if ex.format != "anthropic" else ANTHROPIC_HEARTBEAT
+        heartbeat = CLIENT_CODECS[ex.format].HEARTBEAT  # the client's, between events
         watch = stripper if stripper is not None else openai.StreamEvents()
         try:
             try:
@@ -390,11 +428,11 @@ class Pipeline:
             if err.before:  # complete events read together with the bad one: they are the client's
                 yield err.before
             code = err.code if err.code in _EVENT_CODES else "stream_interrupted"
-            yield _cut(ex, dep, err.reason, code, overloaded=err.upstream_status == 529 or err.code == "overloaded_error")
+            yield _cut(ex, dep, err.reason, code, overloaded=err.upstream_status == 529 or err.code == "overloaded_error", watch=watch)
             self.health.failure(dep.label, err, time.time(), policy)
             return
         if not watch.done:
-            yield _cut(ex, dep, f"upstream closed the stream before {watch.end}")
+            yield _cut(ex, dep, f"upstream closed the stream before {watch.end}", watch=watch)
             return
         ex.cost = costs.cost(ex.usage, dep.price) if ex.usage else None
 
@@ -402,19 +440,21 @@ class Pipeline:
 _EVENT_CODES = frozenset({"upstream_event_too_large", "upstream_malformed_event"})  # precise codes for a broken event
 
 
-def _cut(ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interrupted", *, overloaded: bool = False) -> bytes:
+def _cut(
+    ex: Exchange, dep: Deployment, reason: str, code: str = "stream_interrupted", *, overloaded: bool = False, watch: object = None
+) -> bytes:
     """The error event that ends a stream the upstream did not finish; what was written before it
     ends on an event boundary (see ``_relay``). An upstream that cut it as overloaded (Anthropic's
     529 ``overloaded_error``) is said so to an Anthropic client, whose SDKs and Claude Code tell it
     from an api_error (overloaded: retry later)."""
     ex.error_code, ex.status = code, 502
     message = f"the upstream stream from {dep.label} was interrupted: {reason}; the reply is incomplete"
-    return stream_error_event(ex.format, message, code, "overloaded_error" if overloaded else "api_error")  # the client's format
+    return cut_event(ex.format, message, code, overloaded=overloaded, watch=watch)  # the client's format (translate.cut_event)
 
 
 def _passthrough(gen: Generation, dep: Deployment, err: UpstreamRejected, fmt: str = "openai_chat") -> Answer:
     """An upstream 4xx about the request: the provider's status and message, naming the deployment,
-    in the client's error shape (``errors.passthrough_body``)."""
+    in the client's error shape (``translate.passthrough_body``)."""
     status = err.upstream_status or 400
     body = passthrough_body(err.body, f" (upstream {dep.label} answered {err.upstream_status})", status, fmt)
     return Answer(status, b"application/json", gen.scrub(body))

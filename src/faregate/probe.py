@@ -20,10 +20,11 @@ import difflib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
+from faregate.credentials import minted
 from faregate.errors import (
     CredentialRejected,
     Scrub,
@@ -36,7 +37,7 @@ from faregate.errors import (
     UpstreamTimeout,
 )
 from faregate.generation import Credential, Deployment
-from faregate.providers import LOCAL, TRANSPORTS, anthropic, openai
+from faregate.providers import BY_MODEL, LOCAL, anthropic, azure, bedrock, gemini, openai, transport_for
 from faregate.providers.base import Transport, UpstreamRequest
 from faregate.types import Endpoint
 from faregate.upstream import Upstream
@@ -51,17 +52,24 @@ MESSAGE_CHARS = 300
 NAME_CHARS = 200
 
 
-class Listing(Protocol):
-    """What a transport module offers for probes (providers/openai.py, providers/anthropic.py)."""
+class OneToken(Protocol):
+    """What a transport module offers for the 1-token request of a probe."""
 
     PROBE_ENDPOINT: Endpoint
     PROBE_PAYLOAD: dict[str, Any]
+
+
+class Listing(OneToken, Protocol):
+    """What a transport module with a model listing offers for probes (providers/openai.py, providers/anthropic.py)."""
 
     def models_request(self, deployment: Deployment, credential: Credential | None, after: str | None = None) -> UpstreamRequest: ...
     def listed_models(self, body: bytes) -> tuple[list[str], str | None] | None: ...
 
 
 LISTINGS: dict[str, Listing] = {"openai": openai, "anthropic": anthropic}  # provider type -> its listing
+LISTINGS["gemini"] = gemini
+# provider types without a listing of what a deployment names: the 1-token request only
+ONE_TOKEN: dict[str, OneToken] = {"azure": azure, "bedrock": bedrock}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,15 @@ class _Probe:
         ptype = dep.provider.type
         if ptype in LOCAL:
             return _Found("ok", f"provider type {ptype} answers in-process: nothing to reach", "local")
-        listing, transport = LISTINGS.get(ptype), TRANSPORTS.get(ptype)
+        listing, transport = LISTINGS.get(ptype), transport_for(ptype, dep.model)  # vertex: by the model (Claude or Gemini)
+        credential = self.credential
+        m = credential.minted if credential is not None else None
+        if credential is not None and m is not None and m.kind in minted.KIND_NAMES and not minted.usable(m, time.time()):
+            result = "credential_rejected" if m.failure == "CredentialRejected" else "error"  # no token to send (yet)
+            return _Found(result, m.error or f"credential {credential.label}: no token minted yet", self.method)
+        one = cast(OneToken, transport) if ptype in BY_MODEL else ONE_TOKEN.get(ptype)  # a per-model transport has its own
+        if listing is None and one is not None and transport is not None:
+            return await self._one_token(one, transport)
         if listing is None or transport is None:
             return _Found("error", f"no probe is known for provider type {ptype}", self.method)
         self.names = await self._listing(listing, transport)
@@ -181,7 +197,7 @@ class _Probe:
                 break
         return names
 
-    async def _one_token(self, listing: Listing, transport: Transport) -> _Found:
+    async def _one_token(self, listing: OneToken, transport: Transport) -> _Found:
         """The 1-token request: the provider's own answer on the deployment's model."""
         dep = self.deployment
         self.method = "completion"

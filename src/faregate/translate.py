@@ -2,7 +2,9 @@
 another, and the reply brought back (DESIGN.md, Protocols). No I/O: bytes and data in and out.
 
 The pipeline asks for it only when the client's format differs from the deployment's transport
-format (a local mock speaks every format, and the diagonal stays bytes). One ``Translator`` per
+format (the diagonal stays bytes; a provider that speaks the client's format itself is a diagonal,
+``providers.native``; the mock answers OpenAI Chat and Anthropic as they are and has any other
+client format translated for it, as a provider of OpenAI Chat). One ``Translator`` per
 request decodes the client's payload once into the neutral model (``formats.neutral``); each
 attempt encodes that for its deployment's format (``prepare``: the deployment's ``drop_params``
 decides whether a field the format cannot carry is a 400 naming it or dropped and disclosed) and
@@ -10,7 +12,11 @@ translates the reply: whole (``reply``) or streamed (``stream``, a stream watch 
 complete SSE events to). Usage is taken from the neutral reply and priced exactly as on the
 diagonal, so a request costs the same streamed or not.
 
-A new format is one codec module and one line in ``CODECS``; nothing here names a format otherwise.
+A new format is one codec module and one line in ``CLIENT_CODECS`` (a format clients speak), in
+``PROVIDER_CODECS`` (a format transports speak), or both; nothing here names a format otherwise.
+What differs per client format outside translation goes through its client codec too: the
+heartbeat, the event that ends a cut stream (``cut_event``), an upstream's 4xx in the client's
+shape (``passthrough_body``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from faregate.errors import (
     UpstreamRateLimited,
     UpstreamServerError,
 )
-from faregate.formats import anthropic, neutral, openai_chat
+from faregate.formats import anthropic, bedrock_converse, gemini, neutral, openai_chat, openai_responses
 from faregate.generation import Deployment
 from faregate.providers import sse
 from faregate.providers.base import Transport
@@ -52,22 +58,35 @@ class Encoder(Protocol):
     def close(self) -> bytes: ...
 
 
-class Codec(Protocol):
-    """What a module in ``faregate.formats`` provides (ISSUE10.md, "Codec module API")."""
+class ProviderCodec(Protocol):
+    """What a codec module provides for a format transports speak (ISSUE10.md, "Codec module API"):
+    requests encoded into it, its replies and streams decoded."""
 
     @property
     def NAME(self) -> str: ...
-
-    def decode_request(self, payload: dict[str, Any]) -> neutral.Request: ...
 
     def encode_request(self, request: neutral.Request, model: str) -> tuple[dict[str, Any], tuple[str, ...]]: ...
 
     def decode_reply(self, data: dict[str, Any]) -> neutral.Reply: ...
 
-    def encode_reply(self, reply: neutral.Reply, model: str, id: str) -> dict[str, Any]: ...
-
     @property
     def StreamDecoder(self) -> Callable[[], Decoder]: ...
+
+
+class ClientCodec(Protocol):
+    """What a codec module provides for a format clients speak: their requests decoded, replies
+    and streams encoded, errors in their shape (whole, as a stream's last event, an upstream's 4xx
+    passed on), the heartbeat written between a stream's events."""
+
+    @property
+    def NAME(self) -> str: ...
+
+    @property
+    def HEARTBEAT(self) -> bytes: ...
+
+    def decode_request(self, payload: dict[str, Any]) -> neutral.Request: ...
+
+    def encode_reply(self, reply: neutral.Reply, model: str, id: str) -> dict[str, Any]: ...
 
     @property
     def StreamEncoder(self) -> Callable[..., Encoder]: ...
@@ -76,8 +95,25 @@ class Codec(Protocol):
 
     def error_event(self, kind: str, message: str, code: str | None) -> bytes: ...
 
+    def own_error(self, data: Any) -> bool: ...
 
-CODECS: dict[str, Codec] = {openai_chat.NAME: openai_chat, anthropic.NAME: anthropic}
+    def upstream_error_body(self, status: int, upstream_type: str | None, message: str) -> bytes: ...
+
+
+class Codec(ProviderCodec, ClientCodec, Protocol):
+    """A format spoken both ways (OpenAI Chat, Anthropic Messages)."""
+
+
+# Formats clients speak (a route's Front names one) and formats transports speak (Transport.format).
+CLIENT_CODECS: dict[str, ClientCodec] = {
+    openai_chat.NAME: openai_chat,
+    anthropic.NAME: anthropic,
+    openai_responses.NAME: openai_responses,
+}
+PROVIDER_CODECS: dict[str, ProviderCodec] = {openai_chat.NAME: openai_chat, anthropic.NAME: anthropic}
+PROVIDER_CODECS[bedrock_converse.NAME] = bedrock_converse
+PROVIDER_CODECS[gemini.NAME] = gemini
+CODECS = PROVIDER_CODECS  # the provider codecs under their issue-10 name
 
 # Dropped whatever drop_params says (issue 10, item 8): a thinking signature binds to the Anthropic
 # account that made it, so a request failing over elsewhere loses it, and says so.
@@ -100,7 +136,7 @@ class Translator:
     __slots__ = ("_request", "client", "include_usage", "payload")
 
     def __init__(self, client_format: str, payload: dict[str, Any]) -> None:
-        self.client = CODECS[client_format]
+        self.client = CLIENT_CODECS[client_format]
         self.payload = payload
         self._request: neutral.Request | None = None
         options = payload.get("stream_options")
@@ -118,7 +154,7 @@ class Translator:
         """The payload for ``dep`` and the fields left out of it. A field the target cannot carry is
         a 400 naming it unless ``dep.drop_params`` (then it is dropped and the caller discloses it
         in ``x-faregate-dropped``); a thinking signature is always dropped and disclosed."""
-        payload, left_out = CODECS[target_format].encode_request(self.request, dep.model)
+        payload, left_out = PROVIDER_CODECS[target_format].encode_request(self.request, dep.model)
         dropped = tuple(shown(name) for name in left_out)
         refused = [name for name in dropped if name not in ALWAYS_DROPPABLE]
         if refused and not dep.drop_params:
@@ -147,7 +183,7 @@ class Translator:
             failed = transport.error_in_reply(data, headers, body, content_type, time.time())
             if failed is not None:
                 raise failed
-        reply = _decoded(CODECS[transport.format].decode_reply, data)
+        reply = _decoded(PROVIDER_CODECS[transport.format].decode_reply, data)
         if reply.error is not None:
             raise failure(reply.error)
         usage = None if reply.usage == _NO_USAGE else costs.usage_from_neutral(reply.usage)
@@ -156,7 +192,7 @@ class Translator:
     def stream(self, transport: Transport, model: str, id: str) -> StreamTranslator:
         """The stream watch that translates one upstream stream into the client's events."""
         encoder = self.client.StreamEncoder(model, id, include_usage=self.include_usage)
-        return StreamTranslator(CODECS[transport.format], encoder, transport.stream_events(strip=False).end)
+        return StreamTranslator(PROVIDER_CODECS[transport.format], encoder, transport.stream_events(strip=False).end)
 
 
 _NO_USAGE = neutral.Usage()
@@ -188,7 +224,7 @@ class StreamTranslator:
 
     __slots__ = ("_usage", "decoder", "done", "encoder", "end", "seen", "usage")
 
-    def __init__(self, source: Codec, encoder: Encoder, end: str) -> None:
+    def __init__(self, source: ProviderCodec, encoder: Encoder, end: str) -> None:
         self.decoder = source.StreamDecoder()
         self.encoder = encoder
         self.end = end
@@ -248,3 +284,40 @@ class StreamTranslator:
         if not self.done:
             self.done = True
             out.append(self.encoder.close())
+
+    def error_event(self, kind: str, message: str, code: str | None) -> bytes | None:
+        """The event that ends this stream cut midway, written by the client's encoder when it keeps
+        state the event must carry (Responses' sequence numbers); None: the codec's own will do."""
+        own = getattr(self.encoder, "error_event", None)
+        return own(kind, message, code) if own is not None else None
+
+
+def cut_event(fmt: str, message: str, code: str, *, overloaded: bool = False, watch: object = None) -> bytes:
+    """The event that ends a stream faregate cannot finish, in the client's format ``fmt``: the
+    stream watch's own when it has one (``error_event``: a translated Responses stream knows its
+    sequence numbers), else the client codec's. ``overloaded``: the upstream cut it as overloaded
+    (Anthropic's 529), which an Anthropic client tells from an api_error."""
+    kind = "overloaded_error" if overloaded else "upstream_error"
+    own = getattr(watch, "error_event", None)
+    event = own(kind, message, code) if own is not None else None
+    return event or CLIENT_CODECS[fmt].error_event(kind, message, code)
+
+
+def passthrough_body(body: bytes, suffix: str, status: int, fmt: str) -> bytes:
+    """An upstream's 4xx error body for a client of format ``fmt``, its message extended by
+    ``suffix``: a body already in the client's shape is kept as sent; one in another shape (a
+    translated request) is rewritten into the client's; anything else is wrapped."""
+    codec = CLIENT_CODECS[fmt]
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or "") + suffix
+        error["message"] = message
+        if codec.own_error(data):
+            return orjson.dumps(data)
+        kind = error.get("type")
+        return codec.upstream_error_body(status, kind if isinstance(kind, str) else None, message)
+    return codec.upstream_error_body(status, None, body[:300].decode("utf-8", "replace").strip() + suffix)

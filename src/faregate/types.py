@@ -6,7 +6,19 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-Endpoint = Literal["chat", "completions", "embeddings", "messages", "count_tokens"]
+Endpoint = Literal[
+    "chat",
+    "completions",
+    "embeddings",
+    "messages",
+    "count_tokens",
+    "responses",  # OpenAI Responses (/v1/responses): a conversation, translated where no transport serves it
+    # OpenAI's endpoints served on the diagonal only (media.py): relayed as the upstream answers them
+    "moderations",
+    "images_generations",
+    "audio_transcriptions",
+    "audio_speech",
+]
 
 
 def fingerprint(value: str) -> str:

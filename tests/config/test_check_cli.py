@@ -119,7 +119,10 @@ def test_every_schema_error_is_printed_and_exit_one(tmp: Path) -> None:
     out = lines(result)
     assert "error: models.gpt-4o[0]: unknown key 'weigth' (did you mean 'weight'?)" in out
     assert "error: (top level): unknown key 'routes' (did you mean 'routing'?)" in out
-    assert "error: providers.local.type: unknown provider type 'mokc' (did you mean 'mock'?); supported: openai, anthropic, azure, gemini, vertex, bedrock, mock" in out
+    assert (
+        "error: providers.local.type: unknown provider type 'mokc' (did you mean 'mock'?); supported: openai, anthropic, azure, gemini, vertex, bedrock, mock"
+        in out
+    )
     assert any(line.startswith("error: server.port: ") and "'abc'" in line for line in out)
     assert out[-1].endswith(": 4 error(s), 0 warning(s)")
 

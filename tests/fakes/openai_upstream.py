@@ -1,7 +1,9 @@
 """A fake OpenAI-compatible upstream: a real HTTP server on loopback.
 
 It speaks OpenAI's wire format (status codes, headers, JSON bodies, SSE
-framing, error bodies), records every request it receives, and can be told
+framing, error bodies; Chat Completions, Completions, Embeddings, and the
+Responses API from ``openai_responses_wire``, where ``stored`` holds the ids of
+the responses it keeps for ``previous_response_id``), records every request it receives, and can be told
 to misbehave (errors, stalls, truncated bodies, dropped streams) so tests can
 check how the gateway copes.  The server runs on its own event loop in a
 background thread, so plain synchronous tests can drive it::
@@ -26,6 +28,8 @@ from typing import Any, Self
 import orjson
 from aiohttp import web
 
+from tests.fakes import openai_media_wire as media_wire
+from tests.fakes import openai_responses_wire as responses_wire
 from tests.fakes import openai_wire as wire
 from tests.fakes.openai_wire import DEFAULT_REPLY, Behaviour, errors
 
@@ -44,6 +48,7 @@ class Recorded:
     time: float
     model: str | None
     peer: str = ""  # the client's address:port, to tell connections apart
+    form: dict[str, bytes] | None = None  # a multipart/form-data body's parts by name (transcriptions)
 
     @property
     def api_key(self) -> str | None:
@@ -67,6 +72,7 @@ class FakeOpenAI:
         # None: any model name is served (tests name their own). A set: a POST for any other model gets
         # OpenAI's 404 model_not_found ("The model `x` does not exist or you do not have access to it.").
         self.known_models: frozenset[str] | None = None
+        self.stored: set[str] = set()  # ids of the Responses it answered with store on (previous_response_id)
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified on every recorded request
         self._requests: list[Recorded] = []
@@ -154,6 +160,7 @@ class FakeOpenAI:
             self._requests.clear()
             self._queue.clear()
             self._rules.clear()
+            self.stored.clear()
             self.known_models = None
 
     def set_rule(self, model: str, behaviour: Behaviour) -> None:
@@ -190,6 +197,9 @@ class FakeOpenAI:
         except orjson.JSONDecodeError:
             payload, parsed = None, False
         model = payload.get("model") if isinstance(payload, dict) else None
+        form = media_wire.form_fields(body, request.headers["content-type"]) if request.content_type == "multipart/form-data" else None
+        if form is not None and "model" in form:
+            model = form["model"].decode("utf-8", "replace")
         rec = Recorded(
             method=request.method,
             path=request.path_qs,
@@ -199,6 +209,7 @@ class FakeOpenAI:
             time=arrived,
             model=model if isinstance(model, str) else None,
             peer=_peer(request),
+            form=form,
         )
         with self._lock:
             self._requests.append(rec)
@@ -215,6 +226,10 @@ class FakeOpenAI:
             return await self._send(request, 200, broken, "application/json", behaviour)
 
         route = (request.method, request.path)
+        if request.method == "POST" and request.path in media_wire.PATHS:
+            return await self._media(request, rec, payload, behaviour)
+        if route == ("POST", responses_wire.PATH):
+            return await self._responses(request, rec, parsed, payload, behaviour)
         if route == ("GET", "/v1/models"):
             listed = sorted(self.known_models) if self.known_models is not None else wire.MODELS  # what it serves, it lists
             return await self._send_json(request, wire.models_list(listed), behaviour)
@@ -235,6 +250,42 @@ class FakeOpenAI:
             events = wire.stream_events(payload, behaviour.chunks, chat, text, usage, behaviour.tool_calls)
             return await self._stream(request, events, behaviour)
         return await self._send_json(request, wire.completion(payload, chat, text, usage, behaviour.tool_calls), behaviour)
+
+    async def _responses(self, request: web.Request, rec: Recorded, parsed: bool, payload: Any, behaviour: Behaviour) -> web.StreamResponse:
+        """POST /v1/responses: OpenAI's Responses API (tests.fakes.openai_responses_wire)."""
+        with self._lock:
+            problem = responses_wire.validate(parsed, payload, frozenset(self.stored))
+        if problem is not None:
+            return await self._send_error(request, rec, problem)
+        text = behaviour.reply_text if behaviour.reply_text is not None else self.reply_text
+        whole = responses_wire.reply(payload, behaviour, text, int(rec.time))
+        if payload.get("store") is not False:
+            with self._lock:
+                self.stored.add(whole["id"])
+        if payload.get("stream") is True:
+            return await self._stream(request, responses_wire.stream_events(payload, whole, behaviour), behaviour)
+        return await self._send_json(request, whole, behaviour)
+
+    async def _media(self, request: web.Request, rec: Recorded, payload: Any, behaviour: Behaviour) -> web.StreamResponse:
+        """Moderations, images, transcriptions and speech (tests.fakes.openai_media_wire); speech is
+        written chunk by chunk, and ``stream_drop_after`` cuts it after that many chunks."""
+        reply = media_wire.answer(request.path, payload, rec.form)
+        if isinstance(reply, Behaviour):
+            return await self._send_error(request, rec, reply)
+        if reply.json is not None:
+            return await self._send_json(request, reply.json, behaviour)
+        if not reply.chunks:
+            return await self._send(request, 200, reply.body, reply.content_type, behaviour)
+        resp = web.StreamResponse(status=200, headers=wire.response_headers(behaviour, reply.content_type))
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for index, chunk in enumerate(reply.chunks):
+            if behaviour.stream_drop_after is not None and index >= behaviour.stream_drop_after:
+                await _abort(request)
+                return resp
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     def _unknown(self, rec: Recorded) -> Behaviour | None:
         """OpenAI's answer for a model this fake does not know, when it knows only ``known_models``."""

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from faregate import media
 from faregate.credentials.keyring import build as build_generation
 from faregate.errors import (
     ConfigError,
@@ -398,10 +399,13 @@ def test_no_stream_usage_to_ask_for() -> None:
 
 
 def test_the_registry_names_each_transport_and_what_it_serves() -> None:
-    assert dict(TRANSPORTS) == {"openai": openai, "anthropic": anthropic}
-    assert dict(SPEAKERS) == {"openai_chat": openai, "anthropic": anthropic}
-    assert SUPPORTED["anthropic"] == {"messages", "count_tokens", "chat"}  # chat: translated into messages
-    assert SUPPORTED["openai"] == {"chat", "completions", "embeddings", "messages", "count_tokens"}  # count_tokens: estimated
+    assert TRANSPORTS["openai"] is openai and TRANSPORTS["anthropic"] is anthropic  # and a line per other provider type
+    assert SPEAKERS["openai_chat"] is openai and SPEAKERS["anthropic"] is anthropic  # openai_chat: openai's, not azure's
+    assert SUPPORTED["anthropic"] == {"messages", "count_tokens", "chat", "responses"}  # chat, responses: translated into messages
+    assert SUPPORTED["openai"] >= {"chat", "completions", "embeddings", "messages", "count_tokens", "responses"}  # count_tokens: estimated
+    assert endpoint_for(anthropic, "responses") == "messages" and endpoint_for(openai, "responses") == "chat"  # unless responses: true
+    assert SUPPORTED["openai"] >= media.ENDPOINTS and not SUPPORTED["anthropic"] & media.ENDPOINTS  # the diagonal only
+    assert SUPPORTED["mock"] & media.ENDPOINTS == {"moderations"}  # no demo images or audio
     assert endpoint_for(anthropic, "chat") == "messages" and endpoint_for(openai, "messages") == "chat"
     assert endpoint_for(anthropic, "messages") == "messages" and endpoint_for(openai, "chat") == "chat"
     assert endpoint_for(anthropic, "embeddings") is None and endpoint_for(openai, "count_tokens") is None

@@ -231,7 +231,13 @@ def semantic_problems(config: Config) -> list[Problem]:
         ids: set[str] = set()
         for i, cred in enumerate(provider.credentials):
             cpath = f"{path}.credentials[{i}]"
-            if (cred.key is None) == (cred.key_file is None):
+            aws = (cred.access_key_id, cred.secret_access_key, cred.session_token)
+            if provider.type == "bedrock":
+                if cred.key is not None or cred.key_file is not None or None in aws[:2]:
+                    problems.append(Problem(cpath, "give access_key_id and secret_access_key (and session_token for temporary keys)"))
+            elif aws != (None, None, None):
+                problems.append(Problem(cpath, "access_key_id, secret_access_key, session_token: only valid for providers of type bedrock"))
+            elif (cred.key is None) == (cred.key_file is None):
                 problems.append(Problem(cpath, "give exactly one of key (an env reference) or key_file"))
             cid = cred.id or ("default" if len(provider.credentials) == 1 else f"key{i}")
             if cid in ids:
@@ -284,6 +290,10 @@ def base_url_problems(name: str, kind: str, base_url: str | None) -> list[Proble
         return [Problem(path, "must be an http:// or https:// URL")]
     if kind == "anthropic" and base_url.rstrip("/").endswith("/v1"):
         return [Problem(path, "leave out the /v1: faregate adds /v1/messages itself, as the anthropic SDK does")]
+    if kind == "gemini" and base_url.rstrip("/").endswith(("/v1beta", "/v1")):
+        return [Problem(path, "the host only (https://generativelanguage.googleapis.com): faregate adds /v1beta/models/... itself")]
+    if kind == "azure" and "/openai" in base_url:
+        return [Problem(path, "the resource's endpoint only (https://RESOURCE.openai.azure.com): faregate adds /openai/... itself")]
     return []
 
 

@@ -9,7 +9,7 @@ from faregate.errors import Problem
 ONLY_FOR: dict[str, tuple[str, ...]] = {
     "stream_chunks": ("mock",),
     "chunk_delay": ("mock",),
-    "anthropic_version": ("anthropic", "vertex"),  # Anthropic-on-Vertex sends it in the body
+    "anthropic_version": ("anthropic",),  # Claude on Vertex always sends vertex-2023-10-16 in the body
     "responses": ("openai",),
     "api_version": ("azure",),
     "project": ("vertex",),
@@ -39,4 +39,13 @@ def provider_problems(name: str, provider: ProviderConfig) -> list[Problem]:
     for setting, why in REQUIRED.get(provider.type, ()):
         if getattr(provider, setting) in (None, ""):
             problems.append(Problem(f"{path}.{setting}", f"required for type {provider.type}: {why}"))
+    if provider.type == "vertex":  # each credential is a service-account key file, from which tokens are minted
+        if not provider.credentials:
+            problems.append(Problem(f"{path}.credentials", f"required for type vertex: {VERTEX_KEY}"))
+        for i, cred in enumerate(provider.credentials):
+            if cred.key is not None:
+                problems.append(Problem(f"{path}.credentials[{i}].key", f"not valid for type vertex: {VERTEX_KEY}"))
     return problems
+
+
+VERTEX_KEY = "each credential is a service-account key file (JSON), written key_file: /path/to/key.json"

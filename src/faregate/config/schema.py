@@ -86,6 +86,10 @@ class CredentialConfig(Strict):
     id: str | None = None
     key: str | None = None
     key_file: str | None = None
+    # bedrock only, each a reference like key: an AWS access key pair, and the session token of temporary keys
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
     weight: int = Field(1, ge=0)
     retiring: bool = False
 

@@ -8,7 +8,7 @@ import hmac
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -17,6 +17,7 @@ from faregate.config.load import base_url_problems, read_yaml, semantic_problems
 from faregate.config.schema import Config
 from faregate.config.secretlike import credential_header
 from faregate.config.state import resolve_state
+from faregate.credentials import aws, minted
 from faregate.credentials.pool import CredentialPool
 from faregate.credentials.refs import RefError, expand_env, expand_header, resolve_env_ref, resolve_key_file
 from faregate.errors import ConfigError, Problem
@@ -57,11 +58,18 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         for i, cred in enumerate(provider.credentials):
             cpath = f"providers.{name}.credentials[{i}]"
             cid = cred.id or ("default" if len(provider.credentials) == 1 else f"key{i}")
+            if provider.type == "bedrock":  # a pair of AWS keys (and a session token)
+                keys = aws.configured(name, cid, cred, env, cpath, problems)
+                if keys is not None:
+                    creds.append(keys)
+                continue
             try:
                 if cred.key_file is not None:
                     file = Path(cred.key_file)
                     watched.append(Path(os.path.abspath(file if file.is_absolute() else base_dir / file)))
-                    secret = resolve_key_file(cred.key_file, base_dir)
+                    kind = minted.KINDS.get(provider.type)  # a key file of its own shape (vertex: a service-account JSON)
+                    read = kind.read_key if kind is not None and kind.read_key is not None else resolve_key_file
+                    secret = read(cred.key_file, base_dir)
                 else:
                     secret = resolve_env_ref(cred.key or "", env)
             except RefError as exc:
@@ -71,8 +79,11 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
             first = seen.setdefault(secret.fingerprint, cpath)
             if first != cpath:
                 problems.append(Problem(cpath, f"the same key as {first} (fingerprint {secret.fingerprint})", "warning"))
-            creds.append(Credential(provider=name, id=cid, secret=secret, weight=cred.weight, retiring=cred.retiring))
-        if not provider.credentials:
+            state = minted.new_state(provider.type, secret)  # a token minted from it, in this generation (None: sent as it is)
+            creds.append(Credential(provider=name, id=cid, secret=secret, weight=cred.weight, retiring=cred.retiring, minted=state))
+        if not provider.credentials and provider.type == "bedrock":
+            creds.append(aws.chain(name))  # the AWS SDKs' chain, minted below
+        elif not provider.credentials:
             if provider.type != "mock" and not keyed:
                 problems.append(Problem(f"providers.{name}", "no credentials: requests are sent without an API key", "warning"))
             creds.append(Credential(provider=name, id="none", secret=None))
@@ -95,6 +106,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         secret_headers=secret_headers,
     )
     problems.extend(dead_fallbacks(generation))
+    problems.extend(aws.prepare(generation))  # Bedrock's AWS chain: minted at load, never on a request
     return generation, problems
 
 
@@ -150,13 +162,19 @@ class Keyring:
     def __init__(self, generation: Generation, rng: random.Random | None = None) -> None:
         self._rng = rng or random.Random()
         self.current = self._snapshot(generation)
+        self.listeners: list[Callable[[Snapshot], None]] = []  # told of every install (the token refresher)
 
     def _snapshot(self, generation: Generation) -> Snapshot:
         pools = {name: CredentialPool(p.credentials, p.strategy, self._rng) for name, p in generation.providers.items()}
         return Snapshot(generation=generation, pools=MappingProxyType(pools))
 
     def install(self, generation: Generation) -> Snapshot:
+        previous = self.current.generation
+        if previous is not generation:
+            minted.carry_over(previous, generation)  # an unchanged key keeps its token until the new one is minted
         self.current = self._snapshot(generation)
+        for listener in self.listeners:
+            listener(self.current)
         return self.current
 
     def reload(self, path: Path | None = None) -> tuple[Snapshot, list[Problem]]:

@@ -34,7 +34,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from faregate.errors import InvalidRequest
+from faregate.errors import InvalidRequest, anthropic_error_body, anthropic_type
 from faregate.formats import neutral
 from faregate.formats.anthropic_reply import (
     StreamDecoder,
@@ -49,6 +49,7 @@ from faregate.formats.anthropic_reply import (
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "EFFORT_BUDGETS",
+    "HEARTBEAT",
     "NAME",
     "StreamDecoder",
     "StreamEncoder",
@@ -58,6 +59,8 @@ __all__ = [
     "encode_request",
     "error_body",
     "error_event",
+    "own_error",
+    "upstream_error_body",
 ]
 
 NAME = "anthropic"
@@ -442,3 +445,19 @@ def encode_request(request: neutral.Request, model: str) -> tuple[dict[str, Any]
         else:
             dropped.add(name)
     return payload, tuple(sorted(dropped))
+
+
+HEARTBEAT = b'event: ping\ndata: {"type": "ping"}\n\n'  # what Anthropic's own streams send between events
+
+
+def own_error(data: Any) -> bool:
+    """Whether a parsed upstream error body is in Anthropic's shape (``{"type": "error", "error":
+    {type, message}}``): then it is passed on as sent, its message extended."""
+    return isinstance(data, dict) and data.get("type") == "error" and isinstance(data.get("error"), dict)
+
+
+def upstream_error_body(status: int, upstream_type: str | None, message: str) -> bytes:
+    """An upstream's 4xx error in another shape (or no JSON) rewritten into Anthropic's: the type
+    by the status (``errors.anthropic_type``), as Anthropic clients act on it."""
+    del upstream_type
+    return anthropic_error_body(message, anthropic_type(status))

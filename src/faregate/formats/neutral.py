@@ -174,6 +174,7 @@ class BlockStop:
 class Finish:
     reason: FinishReason
     stop_sequence: str | None = None
+    detail: str | None = None  # why a filter or an error ended it, as the provider named it (Gemini's category)
 
 
 @dataclass(frozen=True, slots=True)

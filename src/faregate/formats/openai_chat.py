@@ -35,6 +35,8 @@ Decisions (also in the README's translation table):
   model must not be a 400).
 - Images in a tool result (OpenAI tool messages carry text only) go into a user message right
   after the run of tool messages.
+- A reply stopped by a content filter whose provider said why (``Finish.detail``: Gemini's
+  ``SAFETY: HARM_CATEGORY_...``) has that reason as the message's ``refusal`` (the delta's, streamed).
 - A field this codec cannot read into the neutral model is a 400 naming it (``param``), never
   dropped: audio and file parts, non-function tools, ``name`` on messages, ``function`` messages.
 """
@@ -62,6 +64,7 @@ from faregate.formats.openai_chat_stream import (
 from faregate.formats.openai_chat_stream import error_event as error_event
 
 __all__ = [
+    "HEARTBEAT",
     "NAME",
     "StreamDecoder",
     "StreamEncoder",
@@ -71,6 +74,8 @@ __all__ = [
     "encode_request",
     "error_body",
     "error_event",
+    "own_error",
+    "upstream_error_body",
 ]
 
 NAME = "openai_chat"
@@ -290,7 +295,8 @@ def encode_reply(reply: neutral.Reply, model: str, id: str, *, created: int = 0)
         {"id": b.id or f"call_{k}", "type": "function", "function": {"name": b.name or "", "arguments": b.text}}
         for k, b in enumerate(tool_blocks)
     ]
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    filtered = reply.finish.detail if reply.finish is not None and reply.finish.reason == "content_filter" else None
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": filtered}
     if calls:
         message["tool_calls"] = calls
     if thinking:
@@ -306,3 +312,18 @@ def error_body(status: int, kind: str, message: str, code: str | None) -> bytes:
     the HTTP status the caller sends (OpenAI's body does not repeat it)."""
     del status
     return orjson.dumps(error_object(kind, message, code))
+
+
+HEARTBEAT = b": keep-alive\n\n"  # between a stream's events: an SSE comment, as OpenAI sends
+
+
+def own_error(data: Any) -> bool:
+    """Whether a parsed upstream error body is in this client's shape (``{"error": {...}}``, not
+    Anthropic's ``{"type": "error", ...}``): then it is passed on as sent, its message extended."""
+    return isinstance(data, dict) and isinstance(data.get("error"), dict) and data.get("type") != "error"
+
+
+def upstream_error_body(status: int, upstream_type: str | None, message: str) -> bytes:
+    """An upstream's 4xx error that is not in this shape (another format's, or no JSON), rewritten:
+    the upstream's type when it named one, code ``upstream_<status>``."""
+    return orjson.dumps(error_object(upstream_type or "upstream_error", message, f"upstream_{status}"))

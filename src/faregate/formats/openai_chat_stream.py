@@ -256,8 +256,9 @@ class StreamEncoder:
             if event.index not in self._tools:
                 self._tools[event.index] = len(self._tools)
             out += self._chunk({"tool_calls": [{"index": self._tools[event.index], "function": {"arguments": event.fragment}}]})
-        elif isinstance(event, neutral.Finish):
-            out += self._chunk({}, FINISH_OUT.get(event.reason, "stop"))
+        elif isinstance(event, neutral.Finish):  # why a filter stopped it (Gemini's category), as the refusal
+            filtered = {"refusal": event.detail} if event.detail and event.reason == "content_filter" else {}
+            out += self._chunk(filtered, FINISH_OUT.get(event.reason, "stop"))
         return out
 
     def close(self) -> bytes:

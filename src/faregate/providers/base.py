@@ -29,6 +29,11 @@ PATHS: dict[Endpoint, str] = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
+    "responses": "/responses",  # providers/openai_responses.py
+    "moderations": "/moderations",
+    "images_generations": "/images/generations",
+    "audio_transcriptions": "/audio/transcriptions",
+    "audio_speech": "/audio/speech",
 }
 
 MAX_TOKENS = 10**9
@@ -43,6 +48,29 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    # A whole reply's body as the client's format has it, for an endpoint this transport serves in
+    # the client's format over a wire of its own (Gemini's embeddings); None: the body as it is.
+    reshape: Callable[[bytes], bytes] | None = None
+
+
+class Form(dict[str, Any]):
+    """A multipart/form-data request passed through as the client sent it (``audio_transcriptions``).
+    As a dict it holds only the fields read to route and admit it (``model``, never the file);
+    ``body`` is the bytes as sent, ``content_type`` the client's Content-Type (with the boundary the
+    body was read by) and ``model_at`` the (start, end) of the model field's value in ``body``: a
+    transport sends ``with_model(deployment.model)``, the bytes unchanged but for the deployment's
+    model name (``faregate.server.forms`` reads them)."""
+
+    __slots__ = ("body", "content_type", "model_at")
+
+    def __init__(self, fields: dict[str, Any], body: bytes, content_type: str, model_at: tuple[int, int]) -> None:
+        super().__init__(fields)
+        self.body, self.content_type, self.model_at = body, content_type, model_at
+
+    def with_model(self, model: str) -> bytes:
+        start, end = self.model_at
+        name = model.encode()
+        return self.body if self.body[start:end] == name else self.body[:start] + name + self.body[end:]
 
 
 @dataclass(frozen=True, slots=True)

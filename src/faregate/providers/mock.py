@@ -4,7 +4,8 @@ for ``/v1/messages``: ``mock_anthropic``), so the demo and tests need no keys.
 Deterministic replies; streams of ``stream_chunks`` events (the pipeline paces them by
 ``chunk_delay``); usage always. Errors are injected by the upstream model name containing
 one of ``ERRORS``' keys, e.g. ``model: mock-error-429``; a model name containing ``CUT``
-(``mock-stream-cut``) streams half its content events and stops, without its end.
+(``mock-stream-cut``) streams half its content events and stops, without its end. Moderations
+are answered (nothing flagged); images and audio are not (no demo media: providers.SUPPORTED).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ ERRORS: dict[str, tuple[int, str, str, str]] = {
 EMBEDDING_DIMENSIONS = 8
 CREATED = 1_700_000_000
 CUT = mock_anthropic.CUT
+FORMATS = frozenset({"openai_chat", "anthropic"})  # the client formats answered as they are; any other is
+FORMAT = "openai_chat"  # translated for the mock as for a provider of this format (pipeline._local_translated)
 
 
 def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) -> LocalReply:
@@ -51,6 +54,8 @@ def answer(endpoint: Endpoint, deployment: Deployment, payload: dict[str, Any]) 
         return mock_anthropic.answer(endpoint, deployment, payload)
     if endpoint == "embeddings":
         return LocalReply(200, body=orjson.dumps(_embeddings(deployment.model, payload)))
+    if endpoint == "moderations":
+        return LocalReply(200, body=orjson.dumps(_moderation(deployment.model, payload)))
     text = _reply_text(endpoint, payload)
     prompt_tokens = max(1, len(orjson.dumps(payload.get("messages") or payload.get("prompt") or "")) // 4)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())}
@@ -118,6 +123,25 @@ def _stream_events(endpoint: Endpoint, rid: str, deployment: Deployment, text: s
     if CUT in deployment.model:
         return tuple(events[: 1 + n // 2])
     return tuple(events)
+
+
+# OpenAI's moderation categories (omni-moderation); the mock flags nothing
+MODERATION_CATEGORIES = (
+    *("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent", "self-harm"),
+    *("self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence", "violence/graphic"),
+)
+
+
+def _moderation(model: str, payload: dict[str, Any]) -> dict[str, Any]:
+    raw = payload.get("input")
+    result = {
+        "flagged": False,
+        "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+        "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 0.0),
+        "category_applied_input_types": {name: ["text"] for name in MODERATION_CATEGORIES},
+    }
+    rid = "modr-mock" + hashlib.sha256(orjson.dumps(raw)).hexdigest()[:16]
+    return {"id": rid, "model": model, "results": [result] * (len(raw) if isinstance(raw, list) and raw else 1)}
 
 
 def _embeddings(model: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -10,14 +10,16 @@ import orjson
 from faregate.errors import UpstreamError, UpstreamProtocolError
 from faregate.generation import Credential, Deployment
 from faregate.providers import sse
-from faregate.providers.base import MAX_TOKENS, PATHS, UpstreamRequest, by_status
+from faregate.providers.base import MAX_TOKENS, PATHS, Form, UpstreamRequest, by_status
 from faregate.types import Endpoint, Usage
 
 USER_AGENT = "faregate"
 
 # The Transport protocol (providers/base.py): this module is the openai transport.
 format = "openai_chat"
-endpoints: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings"})
+endpoints: frozenset[Endpoint] = frozenset(
+    {"chat", "completions", "embeddings", "moderations", "images_generations", "audio_transcriptions", "audio_speech"}
+)
 request_id_header = "x-request-id"
 framing = sse.Splitter
 
@@ -30,7 +32,8 @@ def build(
     client_headers: Mapping[str, str] | None = None,
 ) -> UpstreamRequest:
     """The body is always re-serialised from the parsed payload, so what was authorised and routed is
-    exactly what is sent (no duplicate-key parser differential), with the upstream model name.
+    exactly what is sent (no duplicate-key parser differential), with the upstream model name; a
+    multipart form (``base.Form``: transcriptions) goes as sent, with the upstream model name.
     No client header is passed on (``client_headers`` is for transports that forward some)."""
     provider = deployment.provider
     headers = {"content-type": "application/json", "user-agent": USER_AGENT}
@@ -39,6 +42,9 @@ def build(
         headers[secret_header.name] = secret_header.value.reveal()
     if credential is not None and credential.secret is not None:
         headers["authorization"] = "Bearer " + credential.secret.reveal()
+    if endpoint == "audio_transcriptions" and type(payload) is Form:  # multipart: the bytes as sent, but the model
+        headers["content-type"] = payload.content_type
+        return UpstreamRequest("POST", provider.base_url + PATHS[endpoint], headers, payload.with_model(deployment.model))
     body = orjson.dumps({**payload, "model": deployment.model})
     return UpstreamRequest("POST", provider.base_url + PATHS[endpoint], headers, body)
 
@@ -147,6 +153,16 @@ def _usage(data: Any) -> Usage | None:
 def usage_of(data: Any) -> Usage | None:
     """Usage from a parsed reply; None when absent (see ``_usage`` for invalid counts)."""
     return _usage(data)
+
+
+def media_usage(data: Any) -> Usage | None:
+    """The usage of an image, transcription or speech reply when it is in tokens (``gpt-image-1``,
+    ``gpt-4o-transcribe``: ``{"input_tokens", "output_tokens", ...}``), checked as ``_usage`` checks
+    counts; None for none or another unit (``whisper-1``'s ``{"type": "duration", "seconds"}``)."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict) or usage.get("type", "tokens") != "tokens" or "input_tokens" not in usage:
+        return None
+    return _usage({"usage": {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage.get("output_tokens")}})
 
 
 def with_stream_usage(payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from faregate.control import ReloadOutcome
+from faregate.credentials import minted
 from faregate.errors import ConfigError, FaregateError, InvalidRequest
 from faregate.gateway import Gateway
 from faregate.server.auth import authenticate_admin
@@ -157,6 +158,8 @@ async def credentials(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
                     "reason": reason or None,
                     "requests_since_load": total,
                     "last_used": last,
+                    # a minted credential (vertex): its token here, never the token itself (this worker's: each mints its own)
+                    "token": minted.describe(credential.minted, now) if credential.minted is not None else None,
                 }
             )
     await _send_json(send, 200, {"generation": own.generation, "workers_counted": 1 + len(live), "credentials": rows})

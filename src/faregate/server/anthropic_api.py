@@ -17,7 +17,13 @@ from faregate.errors import FaregateError
 from faregate.server import validate
 from faregate.server.proxy import Front, proxy
 
-ANTHROPIC = Front("anthropic", validate.parse, FaregateError.anthropic_body, frozenset({b"anthropic-version", b"anthropic-beta"}))
+ANTHROPIC = Front(
+    "anthropic",
+    validate.parse,
+    FaregateError.anthropic_body,
+    frozenset({b"anthropic-version", b"anthropic-beta"}),
+    request_id_headers=(b"request-id",),
+)
 
 MESSAGES = proxy("messages", ANTHROPIC)
 COUNT_TOKENS = proxy("count_tokens", ANTHROPIC)

@@ -15,9 +15,12 @@ from faregate.server import (
     admin_spend,
     admin_teams,
     anthropic_api,
+    azure_api,
     openai_api,
+    openai_extra_api,
     ops_api,
     protocol,
+    responses_api,
     selftest,
 )
 from faregate.server.auth import authenticate, authenticate_admin
@@ -32,6 +35,11 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": openai_api.CHAT},
     "/v1/completions": {"POST": openai_api.COMPLETIONS},
     "/v1/embeddings": {"POST": openai_api.EMBEDDINGS},
+    "/v1/moderations": {"POST": openai_extra_api.MODERATIONS},
+    "/v1/images/generations": {"POST": openai_extra_api.IMAGES},
+    "/v1/audio/transcriptions": {"POST": openai_extra_api.TRANSCRIPTIONS},  # multipart/form-data
+    "/v1/audio/speech": {"POST": openai_extra_api.SPEECH},  # the reply is audio, relayed as it comes
+    "/v1/responses": {"POST": responses_api.RESPONSES},
     "/v1/messages": {"POST": anthropic_api.MESSAGES},
     "/v1/messages/count_tokens": {"POST": anthropic_api.COUNT_TOKENS},
     "/v1/models": {"GET": openai_api.models},
@@ -56,12 +64,29 @@ PREFIXES: dict[str, Handler] = {
     "/admin/deployments/": admin_deployments.handle,  # /admin/deployments/{label}/probe, the label URL-encoded
     "/v1/models/": openai_api.model,  # /v1/models/{id}, where an id may hold slashes
     "/models/": openai_api.model,
+    "/openai/deployments/": azure_api.deployments,  # Azure's /openai/deployments/{name}/chat/completions (AzureOpenAI clients)
 }
 # the same routes without /v1, as clients configured with a bare base URL send them
 ROUTES.update({path.removeprefix("/v1"): methods for path, methods in list(ROUTES.items()) if path.startswith("/v1/")})
+# Azure's v1 API (an OpenAI client at https://RESOURCE.openai.azure.com/openai/v1) and AzureOpenAI's model list
+ROUTES.update({"/openai" + path: ROUTES[path] for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models")})
+ROUTES.update({"/openai/v1/responses": ROUTES["/v1/responses"], "/openai/responses": ROUTES["/v1/responses"]})  # AzureOpenAI's responses
+ROUTES["/openai/models"] = ROUTES["/v1/models"]
 # an unknown path under these is called unknown only to a caller with a valid key (else 401), so
 # a bad key learns nothing from probing; the bare OpenAI paths count as proxied ones too
-PROXIED = ("/v1/", "/chat/", "/completions", "/embeddings", "/models", "/messages")
+PROXIED = (
+    "/v1/",
+    "/chat/",
+    "/completions",
+    "/embeddings",
+    "/models",
+    "/messages",
+    "/openai/",
+    "/moderations",
+    "/images/",
+    "/audio/",
+    "/responses",
+)
 ADMIN = ("/admin/", "/cache/")
 
 

@@ -1,5 +1,5 @@
-"""Who is calling: the master key (constant-time) or a virtual key, from `Authorization: Bearer`
-or `x-api-key`."""
+"""Who is calling: the master key (constant-time) or a virtual key, from `Authorization: Bearer`,
+`x-api-key` (the anthropic SDK) or `api-key` (the openai SDK's AzureOpenAI)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def presented_key(scope: Scope) -> str:
             if scheme.lower() != b"bearer" or not token.strip():
                 raise AuthenticationFailed("the Authorization header must be 'Bearer <key>'")
             presented.append(token.strip())
-        elif key == b"x-api-key":
+        elif key == b"x-api-key" or key == b"api-key":
             presented.append(value.strip())
     if not presented:
-        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>', 'x-api-key: <key>' or 'api-key: <key>'")
     if len(set(presented)) > 1:
         raise AuthenticationFailed("more than one API key was sent; send exactly one")
     try:

@@ -27,7 +27,7 @@ from faregate.pipeline import Answer, Exchange
 from faregate.ratelimit import Limit
 from faregate.server import validate
 from faregate.server.auth import authenticate
-from faregate.server.http import ErrorEncoder, Headers, Receive, Scope, Send, read_body, send_bytes, send_error
+from faregate.server.http import ErrorEncoder, Headers, Receive, Scope, Send, header, read_body, send_bytes, send_error
 from faregate.types import Endpoint
 
 Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
@@ -39,23 +39,25 @@ STREAM_HEADERS: Headers = [(b"cache-control", b"no-cache, no-transform"), (b"x-a
 class Front:
     """A client format's side of the request life."""
 
-    format: str  # the codec NAME: "openai_chat" | "anthropic"
+    format: str  # the client codec's NAME (translate.CLIENT_CODECS): "openai_chat" | "anthropic" | "openai_responses"
     parse: Callable[[Endpoint, bytes], dict[str, Any]]  # bytes -> payload, or InvalidRequest (a precise 400)
     error: ErrorEncoder | None = None  # None: OpenAI's error body
     forward: frozenset[bytes] = frozenset()  # client headers a provider speaking this format may get (never auth)
+    form: Callable[[bytes, bytes | None], dict[str, Any]] | None = None  # (body, Content-Type) -> payload: a multipart route
+    request_id_headers: tuple[bytes, ...] = ()  # besides x-request-id: where this format's SDK reads the request id
 
 
 OPENAI = Front("openai_chat", validate.parse)
 
 
-def reply_headers(ex: Exchange) -> Headers:
+def reply_headers(ex: Exchange, ids: tuple[bytes, ...] = ()) -> Headers:
     """x-request-id (what the OpenAI SDKs show as ``_request_id``; the Anthropic SDK reads
-    request-id) is faregate's request id, the one in x-faregate-request-id, the spend log and the
-    log line; the upstream's own is beside it."""
+    request-id: the front's ``request_id_headers``, ``ids``) is faregate's request id, the one in
+    x-faregate-request-id, the spend log and the log line; the upstream's own is beside it."""
     request_id = ex.request_id.encode()
     headers: Headers = [(b"x-request-id", request_id), (b"x-faregate-request-id", request_id), *ex.ratelimit_headers]
-    if ex.format == "anthropic":
-        headers.append((b"request-id", request_id))
+    for name in ids:
+        headers.append((name, request_id))
     if ex.generation is not None:
         headers.append((b"x-faregate-generation", ex.generation.id.encode()))
     if ex.upstream_request_id is not None:
@@ -80,10 +82,11 @@ def reply_headers(ex: Exchange) -> Headers:
 
 
 def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
-    """The handler of one proxied route. ``count_tokens`` costs nothing upstream: it counts against
-    a key's requests per minute and parallel requests, but not its tokens per minute or budget."""
-    parse, encode, fmt, forward = front.parse, front.error, front.format, front.forward
-    free = endpoint == "count_tokens"
+    """The handler of one proxied route. ``count_tokens`` and ``moderations`` cost nothing upstream:
+    they count against a key's requests per minute and parallel requests, not its tokens per minute
+    or budget."""
+    parse, encode, fmt, forward, form, ids = front.parse, front.error, front.format, front.forward, front.form, front.request_id_headers
+    free = endpoint == "count_tokens" or endpoint == "moderations"
 
     async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange(request_id=secrets.token_hex(12), endpoint=endpoint, started=time.perf_counter(), format=fmt)
@@ -103,7 +106,7 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
                 if principal is not None:  # before the body: a refused body is still this key's request
                     ex.key_id, ex.team_id, ex.user_id = principal.id, principal.team_id, principal.user_id
                 body = await read_body(scope, receive, snap.generation.server.max_body_bytes)
-                payload = parse(endpoint, body)
+                payload = parse(endpoint, body) if form is None else form(body, header(scope, b"content-type"))
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
                 if principal is not None:
                     if not principal.allows(ex.model):
@@ -113,16 +116,16 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
                         reservation = await _admit(gw, principal, snap, ex.model, payload)
                 answer = await gw.pipeline.run(snap, ex, payload)
                 if free and answer.status < 300:
-                    ex.cost = 0.0  # counting tokens is free
+                    ex.cost = 0.0  # counting tokens and moderating are free
             except FaregateError as err:
                 ex.status, ex.error_code = err.status, err.code
-                await send_error(send, err, reply_headers(ex), encode)
+                await send_error(send, err, reply_headers(ex, ids), encode)
                 return
             ex.status = answer.status
             if answer.stream is None:
-                await send_bytes(send, answer.status, answer.body, answer.content_type, reply_headers(ex))
+                await send_bytes(send, answer.status, answer.body, answer.content_type, reply_headers(ex, ids))
             else:
-                await stream(answer, ex, receive, send)
+                await stream(answer, ex, receive, send, ids)
         finally:
             gw.metrics.in_flight -= 1
             if ex.usage is not None and ex.usage.anomaly is not None:  # invalid counts: the usage is unknown from here on
@@ -201,10 +204,10 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send) -> None:
+async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send, ids: tuple[bytes, ...] = ()) -> None:
     """Send SSE bytes as they come: each upstream read is one ASGI send, written at once."""
     assert answer.stream is not None
-    headers = [(b"content-type", answer.content_type), *STREAM_HEADERS, *reply_headers(ex)]
+    headers = [(b"content-type", answer.content_type), *STREAM_HEADERS, *reply_headers(ex, ids)]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     watcher = asyncio.ensure_future(_disconnected(receive))
     chunks = answer.stream

@@ -15,13 +15,19 @@ REQUIRED: dict[Endpoint, str] = {
     "embeddings": "input",
     "messages": "messages",  # Anthropic Messages (/v1/messages)
     "count_tokens": "messages",  # Anthropic /v1/messages/count_tokens
+    "responses": "input",  # OpenAI Responses (server/responses_api.py checks the rest)
+    "moderations": "input",  # server/openai_extra_api.py
+    "images_generations": "prompt",
+    "audio_speech": "input",
 }
 MAX_DEPTH = 254  # orjson reads 1,024 levels of arrays and objects but writes at most 254: what it cannot
 # write again cannot be forwarded (nor priced, nor answered by the mock), so it is refused here, before anything runs
 TOO_DEEP = f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep; faregate accepts at most {MAX_DEPTH} levels"
 
 
-def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+def parse(endpoint: Endpoint, body: bytes, model: str | None = None) -> dict[str, Any]:
+    """The payload of a request body, checked as far as routing needs. ``model``: the model the URL
+    names (Azure's ``/openai/deployments/{name}/...``), which replaces the body's, as Azure reads it."""
     if not body.strip():
         raise InvalidRequest("the request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -37,6 +43,8 @@ def parse(endpoint: Endpoint, body: bytes) -> dict[str, Any]:
             orjson.dumps(payload)
         except orjson.JSONEncodeError:
             raise InvalidRequest(TOO_DEEP, code="invalid_json") from None
+    if model is not None:
+        payload["model"] = model
     model = payload.get("model")
     if model is None:
         raise InvalidRequest("missing required field 'model'", param="model", code="missing_field")
@@ -92,3 +100,6 @@ def _check_messages(messages: Any) -> None:
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+kind = _kind  # "an object", "an array", ...: for the fronts' own messages
