@@ -29,7 +29,7 @@ from typing import Any
 
 import uvicorn
 
-from bench import lockstep_anthropic, lockstep_translated
+from bench import lockstep_anthropic, lockstep_responses, lockstep_translated
 from bench.lockstep import LockstepUpstream, OneWrite
 from bench.lockstep import send as _send
 from bench.lockstep import visible_events as _visible_events
@@ -44,14 +44,16 @@ state:
   database: sqlite:///{state}/state.db
 providers:
   up:
-    type: {kind}
+    type: {type}
+    responses: {responses}
     base_url: {upstream}
     credentials: [{{id: bench, key: "${{BENCH_UPSTREAM_KEY}}"}}]
 models:
   m:
     - {{provider: up, model: {model}}}
 """
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}  # the upstream model of each diagonal (both priced)
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "responses": "gpt-4o-mini"}  # each diagonal's upstream model (priced)
+TYPES = {"responses": "openai"}  # provider type of a kind that is no type (an openai provider with responses: true)
 MASTER_KEY = "sk-callcount-master"
 
 
@@ -176,7 +178,8 @@ def _serving(upstream: str, log: bool, kind: str = "openai") -> Iterator[tuple[s
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "faregate.yaml"
-        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp, kind=kind, model=MODELS[kind]))
+        settings = {"type": TYPES.get(kind, kind), "responses": str(kind == "responses").lower(), "model": MODELS[kind]}
+        path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp, **settings))
         asyncio.run(_migrate(f"sqlite:///{tmp}/state.db"))  # as `faregate serve` does: the spend log has its table
         port = free_port()
         gateway = Gateway(path)
@@ -229,21 +232,25 @@ def count_calls(
     requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5, kind: str = "openai", client: str | None = None
 ) -> Count:
     """Calls per request through the lockstep upstream; a stream has ``chunks`` content events.
-    ``kind``: the upstream, ``openai`` or ``anthropic``; ``client``: the client's format, the same
-    by default (a diagonal: /v1/chat/completions to an OpenAI upstream, or /v1/messages to an
-    Anthropic one, bench.lockstep_anthropic), else the translated direction (bench.lockstep_translated)."""
+    ``kind``: the upstream, ``openai``, ``anthropic`` or ``responses``; ``client``: the client's format, the same
+    by default (a diagonal: /v1/chat/completions to an OpenAI upstream, /v1/messages to an
+    Anthropic one, bench.lockstep_anthropic, or /v1/responses to an openai provider with
+    ``responses: true``, bench.lockstep_responses), else the translated direction (bench.lockstep_translated)."""
     body = {"model": "m", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream}
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
-    grouped = lockstep_translated.upstream_for(kind) if client is not None and client != kind else None
+    grouped = lockstep_translated.upstream_for(kind, client) if client is not None and client != kind else None
     upstream: LockstepUpstream
     send: Any
     if grouped is not None:
         upstream, send = grouped, lockstep_translated.send
     elif kind == "openai":
         upstream, send = LockstepUpstream(), _send
+    elif kind == "responses":  # the Responses diagonal: /v1/responses to an openai provider with responses: true
+        upstream, send = lockstep_responses.ResponsesLockstepUpstream(), lockstep_responses.send
     else:
         upstream, send = lockstep_anthropic.AnthropicLockstepUpstream(), lockstep_anthropic.send
-    visible_events = _visible_events if kind == "openai" else lockstep_anthropic.visible_events
+    counted = {"openai": _visible_events, "responses": lockstep_responses.visible_events}
+    visible_events = counted.get(kind, lockstep_anthropic.visible_events)
     upstream.chunks = chunks
     try:
         with served(upstream.url, log=log, kind=kind) as (url, loop, _):
@@ -286,8 +293,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     # --anthropic: the Anthropic diagonal; --to-anthropic / --to-openai: an OpenAI (Anthropic) client
     # translated to an Anthropic (OpenAI) upstream
+    # --responses: the Responses diagonal (an openai provider with responses: true)
     diagonal = "anthropic" if "--anthropic" in sys.argv or "--to-anthropic" in sys.argv else "openai"
-    client = {"--to-anthropic": "openai", "--to-openai": "anthropic"}
+    diagonal = "responses" if "--responses" in sys.argv else diagonal
+    client = {"--to-anthropic": "openai", "--to-openai": "anthropic", "--responses-to-chat": "responses"}  # the last: an OpenAI upstream
     chosen = next((client[a] for a in sys.argv if a in client), None)
     for stream in (False, True):
         result = count_calls(stream=stream, log=True, kind=diagonal, client=chosen)

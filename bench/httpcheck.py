@@ -24,14 +24,14 @@ def post(port: int, path: str, body: bytes, headers: dict[str, str], timeout: fl
 
 def check_plain(status: int, body: bytes, client: str = "openai") -> str | None:
     """None if the reply is a 200 chat.completion with choices (an Anthropic client: a message
-    with content), else a reason."""
+    with content; a Responses client: a response with output), else a reason."""
     if status != 200:
         return f"status {status}: {body[:300]!r}"
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return f"not JSON: {body[:300]!r}"
-    field = "content" if client == "anthropic" else "choices"
+    field = {"anthropic": "content", "responses": "output"}.get(client, "choices")
     if not isinstance(doc, dict) or not doc.get(field):
         return f"no {field}: {body[:300]!r}"
     return None
@@ -39,9 +39,12 @@ def check_plain(status: int, body: bytes, client: str = "openai") -> str | None:
 
 def count_stream(body: bytes, client: str = "openai") -> tuple[int, bool]:
     """(content events, saw [DONE]) in an SSE body, counting ``data:`` lines with content. An
-    Anthropic stream: (text deltas with text, saw message_stop)."""
+    Anthropic stream: (text deltas with text, saw message_stop); a Responses stream:
+    (response.output_text.delta events with text, saw response.completed)."""
     if client == "anthropic":
-        return _count_anthropic(body)
+        return _count_typed(body, "message_stop", "content_block_delta")
+    if client == "responses":
+        return _count_typed(body, "response.completed", "response.output_text.delta")
     content = 0
     done = False
     for line in body.split(b"\n"):
@@ -64,7 +67,8 @@ def count_stream(body: bytes, client: str = "openai") -> tuple[int, bool]:
     return content, done
 
 
-def _count_anthropic(body: bytes) -> tuple[int, bool]:
+def _count_typed(body: bytes, end: str, delta_type: str) -> tuple[int, bool]:
+    """Events whose data names its ``type`` (Anthropic, Responses): text deltas with text, and the end."""
     content = 0
     done = False
     for line in body.split(b"\n"):
@@ -75,11 +79,12 @@ def _count_anthropic(body: bytes) -> tuple[int, bool]:
         except orjson.JSONDecodeError:
             continue
         kind = doc.get("type") if isinstance(doc, dict) else None
-        if kind == "message_stop":
+        if kind == end:
             done = True
-        elif kind == "content_block_delta":
+        elif kind == delta_type:
             delta = doc.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text_delta" and delta.get("text"):
+            text = delta.get("text") if isinstance(delta, dict) and delta.get("type") == "text_delta" else delta  # Responses: a string
+            if isinstance(text, str) and text:
                 content += 1
     return content, done
 

@@ -22,16 +22,16 @@ import orjson
 
 from bench import lockstep_anthropic
 from bench.lockstep import WAIT, LockstepUpstream
-from faregate.translate import CODECS, StreamTranslator
+from faregate.translate import CLIENT_CODECS, PROVIDER_CODECS, StreamTranslator
 from tests.fakes import openai_wire
 
-FORMATS = {"openai": "openai_chat", "anthropic": "anthropic"}  # the bench's kinds -> faregate's codec names
+FORMATS = {"openai": "openai_chat", "anthropic": "anthropic", "responses": "openai_responses"}  # bench kinds -> codec names
 
 
 def plan(events: list[bytes], upstream: str, client: str, include_usage: bool) -> list[tuple[bytes, int]]:
     """The upstream's events as (bytes of one write, client events the gateway makes of it)."""
-    encoder = CODECS[FORMATS[client]].StreamEncoder("m", "id", include_usage=include_usage)
-    translator = StreamTranslator(CODECS[FORMATS[upstream]], encoder, "the end")
+    encoder = CLIENT_CODECS[FORMATS[client]].StreamEncoder("m", "id", include_usage=include_usage)
+    translator = StreamTranslator(PROVIDER_CODECS[FORMATS[upstream]], encoder, "the end")
     groups: list[tuple[bytes, int]] = []
     pending = b""
     for event in events:
@@ -97,9 +97,13 @@ class AnthropicUpstream(_Grouped, lockstep_anthropic.AnthropicLockstepUpstream):
         self.write_stream(conn, payload, self.go, "anthropic")
 
 
-def upstream_for(kind: str) -> OpenAIUpstream | AnthropicUpstream:
-    """The lockstep upstream of ``kind`` for a client of the other format."""
-    return OpenAIUpstream() if kind == "openai" else AnthropicUpstream()
+def upstream_for(kind: str, client: str | None = None) -> OpenAIUpstream | AnthropicUpstream:
+    """The lockstep upstream of ``kind`` for a client of another format (``client``: the other of
+    openai and anthropic by default; ``responses``: an OpenAI Responses client)."""
+    upstream = OpenAIUpstream() if kind == "openai" else AnthropicUpstream()
+    if client is not None and client != kind:
+        upstream.client = client
+    return upstream
 
 
 def send(
@@ -109,6 +113,9 @@ def send(
     each group of upstream events once it has every client event the gateway makes of the previous one."""
     if upstream.client == "anthropic":
         path, body, headers = "/v1/messages", {**body, "max_tokens": 256}, {**headers, **lockstep_anthropic.HEADERS}
+    elif upstream.client == "responses":  # the same conversation as a Responses body
+        path, headers = "/v1/responses", {**headers, "content-type": "application/json"}
+        body = {"model": body["model"], "input": body["messages"], "stream": body.get("stream") is True}
     else:
         path, headers = "/v1/chat/completions", {**headers, "content-type": "application/json"}
     conn.request("POST", path, body=orjson.dumps(body), headers=headers)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import orjson
 
+from tests.fakes import openai_responses_wire as responses_wire
+from tests.fakes.openai_wire import Behaviour
+
 STREAM_EVENTS = 50
 MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
@@ -149,13 +152,74 @@ def anthropic_stream_body(events: int = STREAM_EVENTS) -> bytes:
     return b"".join(out)
 
 
+GEMINI_MODEL = "gemini-2.5-flash"
+
+
+def gemini_plain_body() -> bytes:
+    """A realistic non-streamed Gemini ``generateContent`` reply (tests/fakes/gemini_wire.py)."""
+    doc = {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "Hello! How can I help you today?"}]}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": 9, "totalTokenCount": PROMPT_TOKENS + 9},
+        "modelVersion": GEMINI_MODEL,
+        "responseId": "bench-gemini-0",
+    }
+    return orjson.dumps(doc) + b"\n"
+
+
+def gemini_stream_body(events: int = STREAM_EVENTS) -> bytes:
+    """A ``streamGenerateContent?alt=sse`` stream: ``events`` chunks of one text part each, every one
+    with the running usage, the last with the finishReason (Gemini sends no ``[DONE]``)."""
+    out = []
+    for i in range(events):
+        candidate: dict[str, object] = {"content": {"role": "model", "parts": [{"text": WORDS[i % len(WORDS)]}]}, "index": 0}
+        if i == events - 1:
+            candidate["finishReason"] = "STOP"
+        usage = {"promptTokenCount": PROMPT_TOKENS, "candidatesTokenCount": i + 1, "totalTokenCount": PROMPT_TOKENS + i + 1}
+        chunk = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": GEMINI_MODEL, "responseId": "bench-gemini-1"}
+        out.append(b"data: " + orjson.dumps(chunk) + b"\r\n\r\n")
+    return b"".join(out)
+
+
+# The Responses request the gateway sends upstream on the diagonal (the ids of the reply derive from it).
+RESPONSES_REQUEST: dict[str, object] = {"model": MODEL, "input": [{"role": "user", "content": "Say hello"}]}
+
+
+def responses_plain_body() -> bytes:
+    """A non-streamed OpenAI Responses reply (``object: response``) as tests/fakes/openai_responses_wire.py
+    builds it: one assistant message with one output_text part, the request's settings echoed, usage."""
+    use = responses_wire.usage(PROMPT_TOKENS, 9)
+    whole = responses_wire.reply(RESPONSES_REQUEST, Behaviour(usage=use), "Hello! How can I help you today?", CREATED)
+    return orjson.dumps(whole) + b"\n"
+
+
+def responses_stream_body(events: int = STREAM_EVENTS) -> bytes:
+    """A Responses SSE stream in the API's sequence (tests/fakes/openai_responses_wire.py):
+    response.created, response.in_progress, output_item.added, content_part.added, ``events``
+    response.output_text.delta (each with its ``obfuscation`` pad), output_text.done,
+    content_part.done, output_item.done, response.completed (with usage); no ``[DONE]``."""
+    payload = {**RESPONSES_REQUEST, "stream": True}
+    text = "".join(WORDS[i % len(WORDS)] for i in range(events))  # longer than `events` characters: no delta is empty
+    behaviour = Behaviour(chunks=events, usage=responses_wire.usage(PROMPT_TOKENS, events))
+    whole = responses_wire.reply(payload, behaviour, text, CREATED)
+    return b"".join(responses_wire.stream_events(payload, whole, behaviour))
+
+
 # What the mock serves: (URL prefix, file under it, body, content type). The Anthropic prefixes are
-# an anthropic provider's base_url (its transport adds /v1/messages).
+# an anthropic provider's base_url (its transport adds /v1/messages), the Gemini ones a gemini
+# provider's (its transport adds /v1beta/models/{model}:generateContent; the ?alt=sse of a stream is
+# not part of the file's name), the Responses ones an openai provider's with ``responses: true`` (its
+# transport adds /responses).
 MOCK_FILES = (
     ("plain", "v1/chat/completions", plain_body, "application/json"),
     ("stream", "v1/chat/completions", stream_body, "text/event-stream"),
     ("anthropic-plain", "v1/messages", anthropic_plain_body, "application/json"),
     ("anthropic-stream", "v1/messages", anthropic_stream_body, "text/event-stream"),
+    ("gemini-plain", f"v1beta/models/{GEMINI_MODEL}:generateContent", gemini_plain_body, "application/json"),
+    ("gemini-stream", f"v1beta/models/{GEMINI_MODEL}:streamGenerateContent", gemini_stream_body, "text/event-stream"),
+    ("responses-plain", "v1/responses", responses_plain_body, "application/json"),
+    ("responses-stream", "v1/responses", responses_stream_body, "text/event-stream"),
 )
 
 

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, required=True, help="seconds of schedule")
     p.add_argument("--stream", action="store_true", help="count SSE events per reply")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, s")
-    p.add_argument("--client", choices=("openai", "anthropic"), default="openai", help="the stream format to count events in")
+    p.add_argument("--client", choices=("openai", "anthropic", "responses"), default="openai", help="the stream format to count events in")
     a = p.parse_args(argv)
     headers = orjson.loads(a.headers)
     coro = run(

@@ -43,7 +43,7 @@ class Target:
     startup_timeout: float = 30.0
     prepare: Callable[[], None] | None = None  # e.g. build a venv; may raise
     after_start: Callable[[Target], None] | None = None  # once it answers: e.g. create a virtual key, swap headers
-    client: str = "openai"  # the client's format: "openai" (Chat Completions) or "anthropic" (Messages)
+    client: str = "openai"  # the client's format: "openai" (Chat Completions), "anthropic" (Messages) or "responses"
 
 
 def base_env() -> dict[str, str]:
@@ -71,6 +71,15 @@ def _anthropic_bodies(plain_model: str, stream_model: str) -> dict[str, bytes]:
     }
 
 
+def _responses_bodies(plain_model: str, stream_model: str) -> dict[str, bytes]:
+    """OpenAI Responses requests: the same conversation as ``input`` items."""
+    items = [{"role": "user", "content": "Say hello"}]
+    return {
+        "plain": orjson.dumps({"model": plain_model, "input": items}),
+        "stream": orjson.dumps({"model": stream_model, "input": items, "stream": True}),
+    }
+
+
 def _anthropic_headers(key: str) -> dict[str, str]:
     """As the anthropic SDK sends them: the key in x-api-key, and anthropic-version."""
     return {"Content-Type": "application/json", "x-api-key": key, "anthropic-version": "2023-06-01"}
@@ -86,6 +95,7 @@ def _headers(key: str | None) -> dict[str, str]:
 DIRECT_PATHS = {k: f"/{k}/v1/chat/completions" for k in KINDS}
 GATEWAY_PATHS = {k: "/v1/chat/completions" for k in KINDS}
 MESSAGES_PATHS = {k: "/v1/messages" for k in KINDS}
+RESPONSES_PATHS = {k: "/v1/responses" for k in KINDS}
 
 
 def faregate_config(variant: str, port: int, mock_port: int, state_dir: Path | None = None) -> str:
@@ -112,13 +122,22 @@ def faregate_config(variant: str, port: int, mock_port: int, state_dir: Path | N
         providers = (
             f'  anthropic-plain-upstream: {{type: anthropic, base_url: "{base}/anthropic-plain", credentials: {cred}}}\n'
             f'  anthropic-stream-upstream: {{type: anthropic, base_url: "{base}/anthropic-stream", credentials: {cred}}}\n'
+            f'  gemini-plain-upstream: {{type: gemini, base_url: "{base}/gemini-plain", credentials: {cred}}}\n'
+            f'  gemini-stream-upstream: {{type: gemini, base_url: "{base}/gemini-stream", credentials: {cred}}}\n'
+            f'  responses-plain-upstream: {{type: openai, responses: true, base_url: "{base}/responses-plain/v1", credentials: {cred}}}\n'
+            f'  responses-stream-upstream: {{type: openai, responses: true, base_url: "{base}/responses-stream/v1", credentials: {cred}}}\n'
         )
         models = (
             f"  bench-anthropic-plain: [{{provider: anthropic-plain-upstream, model: {mock.ANTHROPIC_MODEL}}}]\n"
             f"  bench-anthropic-stream: [{{provider: anthropic-stream-upstream, model: {mock.ANTHROPIC_MODEL}}}]\n"
+            f"  bench-gemini-plain: [{{provider: gemini-plain-upstream, model: {mock.GEMINI_MODEL}}}]\n"
+            f"  bench-gemini-stream: [{{provider: gemini-stream-upstream, model: {mock.GEMINI_MODEL}}}]\n"
+            f"  bench-responses-plain: [{{provider: responses-plain-upstream, model: {mock.MODEL}}}]\n"
+            f"  bench-responses-stream: [{{provider: responses-stream-upstream, model: {mock.MODEL}}}]\n"
         )
         text = text.replace("models:\n", providers + "models:\n").replace("prices:\n", models + "prices:\n")
-        return text.replace("prices:\n", f"prices:\n  {mock.ANTHROPIC_MODEL}: {{input: 3, output: 15}}\n")
+        prices = f"prices:\n  {mock.ANTHROPIC_MODEL}: {{input: 3, output: 15}}\n  {mock.GEMINI_MODEL}: {{input: 0.3, output: 2.5}}\n"
+        return text.replace("prices:\n", prices)
     raise ValueError(f"unknown faregate config variant {variant!r}")
 
 
@@ -135,6 +154,9 @@ MATRIX = (
     ("faregate-anthropic", "anthropic", "bench-anthropic-plain", "bench-anthropic-stream"),  # the Anthropic diagonal
     ("faregate-openai-to-anthropic", "openai", "bench-anthropic-plain", "bench-anthropic-stream"),  # translated
     ("faregate-anthropic-to-openai", "anthropic", "bench-plain", "bench-stream"),  # translated
+    ("faregate-openai-to-gemini", "openai", "bench-gemini-plain", "bench-gemini-stream"),  # translated (no client speaks Gemini)
+    ("faregate-responses", "responses", "bench-responses-plain", "bench-responses-stream"),  # the Responses diagonal (responses: true)
+    ("faregate-responses-to-chat", "responses", "bench-plain", "bench-stream"),  # translated: Responses client, Chat upstream
 )
 
 
@@ -143,6 +165,8 @@ def matrix_target(name: str, tmp: Path, mock_port: int, client: str, plain: str,
     t = faregate_target(name, tmp, mock_port, 1, "protocols")
     if client == "anthropic":
         t.paths, t.bodies, t.headers = MESSAGES_PATHS, _anthropic_bodies(plain, stream), _anthropic_headers(MASTER_KEY)
+    elif client == "responses":
+        t.paths, t.bodies = RESPONSES_PATHS, _responses_bodies(plain, stream)
     else:
         t.bodies = _gateway_bodies(plain, stream)
     t.client = client

@@ -39,11 +39,22 @@ PER_EVENT = 22  # calls per further SSE event
 # per further event, as the OpenAI diagonal.
 ANTHROPIC_PLAIN = 130
 ANTHROPIC_STREAM = 410  # calls per streamed request of 11 SSE events
+# issue 12: the Responses diagonal (/v1/responses to an openai provider with responses: true, relayed
+# as bytes, every event's JSON read for the usage and the end): measured 119 plain, 422 for a stream
+# of 13 events (created, in_progress, item and part added, 5 deltas, the three done events,
+# completed), 21 per further event.
+RESPONSES_PLAIN = 131
+RESPONSES_STREAM = 465  # calls per streamed request of 13 SSE events
+RESPONSES_PER_EVENT = 23
 # Translated (measured figures in the docstring): (upstream kind, client format, plain, stream, client events
 # of the shorter stream and the longer one, per further event).
 TRANSLATED = {
     "openai client to anthropic upstream": ("anthropic", "openai", 185, 485, (8, 18), 30),
     "anthropic client to openai upstream": ("openai", "anthropic", 187, 480, (10, 20), 35),
+    # issue 12: an OpenAI Responses client to a Chat upstream (no responses: true): measured 160 plain,
+    # 486 for a stream of 13 client events (created, in_progress, item and part added, 5 deltas, the
+    # three done events, completed), 34 per further event
+    "responses client to openai upstream": ("openai", "responses", 176, 535, (13, 23), 38),
 }
 
 
@@ -76,6 +87,17 @@ def test_the_anthropic_diagonal_stays_under_its_own_ceilings() -> None:
     assert short.events == 11 and long.events == 21
     assert short.per_request <= ANTHROPIC_STREAM, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
     assert per_event <= PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+
+
+def test_the_responses_diagonal_stays_under_its_own_ceilings() -> None:
+    plain = count_calls(requests=200, stream=False, log=True, kind="responses")
+    assert plain.per_request <= RESPONSES_PLAIN, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
+    short = count_calls(requests=100, stream=True, log=True, chunks=5, kind="responses")
+    long = count_calls(requests=100, stream=True, log=True, chunks=15, kind="responses")
+    per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
+    assert short.events == 13 and long.events == 23
+    assert short.per_request <= RESPONSES_STREAM, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
+    assert per_event <= RESPONSES_PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
 
 
 @pytest.mark.parametrize("direction", sorted(TRANSLATED))
