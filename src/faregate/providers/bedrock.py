@@ -279,12 +279,7 @@ class StreamEvents:
     def feed(self, events: list[bytes]) -> bytes:
         for i, event in enumerate(events):
             self.seen += 1
-            value = sse.data_of(event)
-            data = _parsed(value) if value is not None else None
-            if type(data) is not dict:
-                bad = UpstreamProtocolError(f"event {self.seen} of the stream is not a JSON object", code="upstream_malformed_event")
-                bad.before = b"".join(events[:i])
-                raise bad
+            data = sse.json_object(sse.data_of(event) or b"", self.seen, b"".join(events[:i]))
             if ":exception-type" in data:
                 name = str(data[":exception-type"])
                 err = classify_error(_STATUS.get(name, 502), {"x-amzn-errortype": name}, orjson.dumps(data), b"application/json", 0.0)

@@ -260,24 +260,15 @@ class StreamEvents:
         self.seen = 0
 
     def feed(self, events: list[bytes]) -> bytes:
-        for event in events:
+        for i, event in enumerate(events):
             self.seen += 1
             value = sse.data_of(event)
             if value is None:
                 continue
-            try:
-                data = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                data = None
-            if type(data) is not dict:
-                bad = UpstreamProtocolError(
-                    f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
-                )
-                bad.before = b"".join(events[: events.index(event)])
-                raise bad
+            data = sse.json_object(value, self.seen, b"".join(events[:i]))
             failed = error_in_reply(data, {}, value, b"application/json", 0.0) if "error" in data else None
             if failed is not None:
-                failed.before = b"".join(events[: events.index(event)])
+                failed.before = b"".join(events[:i])
                 raise failed
             self.usage = usage_of(data) or self.usage
             candidates = data.get("candidates")

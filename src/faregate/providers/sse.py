@@ -10,6 +10,9 @@ joined again they are the input), and holds back the incomplete rest, up to a ca
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import orjson
 
 from faregate.errors import UpstreamProtocolError
 
@@ -89,6 +92,23 @@ def data_of(event: bytes) -> bytes | None:
             continue
         value = part if value is None else value + b"\n" + part
     return value
+
+
+def json_object(value: bytes, seen: int, before: bytes = b"") -> dict[str, Any]:
+    """An event's data as the JSON object every provider's events are; else UpstreamProtocolError
+    (``upstream_malformed_event``) naming the event's place (``seen``), with ``before``, the complete
+    events read together with it that are the client's."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        data = None
+    if type(data) is not dict:
+        bad = UpstreamProtocolError(
+            f"event {seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
+        )
+        bad.before = before
+        raise bad
+    return data
 
 
 def too_large(limit: int) -> UpstreamProtocolError:
