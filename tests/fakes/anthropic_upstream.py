@@ -19,13 +19,11 @@ gateway's ``https://api.anthropic.com`` default add ``/v1/messages`` themselves)
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -33,6 +31,7 @@ from aiohttp import web
 from tests.fakes import anthropic_checks
 from tests.fakes import anthropic_wire as wire
 from tests.fakes.anthropic_wire import DEFAULT_REPLY, Behaviour, errors
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["Behaviour", "FakeAnthropic", "Recorded", "errors"]
 
@@ -86,13 +85,16 @@ def _peer(request: web.Request) -> str:
     return f"{info[0]}:{info[1]}" if info else ""
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """A fake Anthropic upstream served by aiohttp on 127.0.0.1 in a background thread.
 
     Each request takes the next enqueued Behaviour, else the rule for its model, else the default.
     """
 
+    NAME = "fake Anthropic upstream"
+
     def __init__(self, reply_text: str = DEFAULT_REPLY) -> None:
+        super().__init__()
         self.reply_text = reply_text
         self.require_version = True  # a request without anthropic-version gets the API's 400
         self.require_key = True  # a request without x-api-key or a Bearer token gets the API's 401
@@ -107,75 +109,6 @@ class FakeAnthropic:
         self._requests: list[Recorded] = []
         self._queue: deque[Behaviour] = deque()
         self._rules: dict[str, Behaviour] = {}
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle -------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Self:
-        if self._thread is not None:
-            return self
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name=f"fake-anthropic-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure or not ready.is_set():
-            self.stop()
-            raise RuntimeError(f"fake Anthropic upstream failed to start: {failure!r}")
-        return self
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        assert self._loop is not None and self._sock is not None
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            app = web.Application(client_max_size=MAX_BODY * 2)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-            loop.run_until_complete(self._runner.setup())
-            loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-
-    def stop(self) -> None:
-        loop, thread, runner = self._loop, self._thread, self._runner
-        if loop is not None and thread is not None and thread.is_alive():
-            if runner is not None:
-                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-        if loop is not None and not loop.is_running() and not loop.is_closed():
-            loop.close()
-        if self._sock is not None:
-            self._sock.close()
-        self._loop = self._thread = self._runner = self._sock = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- test-facing controls --------------------------------------------------
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -24,6 +22,7 @@ from aiohttp import web
 
 from tests.fakes import bedrock_wire as wire
 from tests.fakes.bedrock_wire import Script
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["FakeBedrock", "Script"]
 _PATH = re.compile(r"/model/([^/?]+)/(converse|converse-stream)")
@@ -41,61 +40,16 @@ class Recorded:
     session_token: str | None
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
+    NAME = "fake Bedrock"
+
     def __init__(self) -> None:
+        super().__init__()
         self.known_models: frozenset[str] | None = None  # None: any model id is served
         self.default = Script()
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._queue: deque[Script] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Self:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name=f"fake-bedrock-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Bedrock failed to start")
-        return self
-
-    def _serve(self, ready: threading.Event) -> None:
-        assert self._loop is not None and self._sock is not None
-        asyncio.set_event_loop(self._loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        ready.set()
-        self._loop.run_forever()
-        self._loop.close()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            if self._runner is not None:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        if self._sock is not None:
-            self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def requests(self) -> list[Recorded]:

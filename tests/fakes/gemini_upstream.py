@@ -17,19 +17,18 @@ request and can be told to fail, cut or break its streams::
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from tests.fakes import gemini_wire as wire
 from tests.fakes.gemini_wire import Behaviour, errors
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["Behaviour", "FakeGemini", "Recorded", "errors"]
 
@@ -47,10 +46,13 @@ class Recorded:
     api_key: str | None
 
 
-class FakeGemini:
+class FakeGemini(LoopbackServer):
+    NAME = "fake Gemini upstream"
+
     """Each request takes the next enqueued Behaviour, else the rule for its model, else the default."""
 
     def __init__(self, reply_text: str = wire.DEFAULT_REPLY) -> None:
+        super().__init__()
         self.reply_text = reply_text
         self.keys: frozenset[str] | None = None  # None: any key is accepted
         self.known_models: frozenset[str] | None = None  # None: any model is served
@@ -59,63 +61,6 @@ class FakeGemini:
         self._requests: list[Recorded] = []
         self._queue: deque[Behaviour] = deque()
         self._rules: dict[str, Behaviour] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Self:
-        if self._thread is not None:
-            return self
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name=f"fake-gemini-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Gemini upstream failed to start")
-        return self
-
-    def _serve(self, ready: threading.Event) -> None:
-        assert self._loop is not None and self._sock is not None
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        ready.set()
-        loop.run_forever()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-
-    def stop(self) -> None:
-        loop, thread, runner = self._loop, self._thread, self._runner
-        if loop is not None and thread is not None and thread.is_alive():
-            if runner is not None:
-                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-        if self._sock is not None:
-            self._sock.close()
-        self._loop = self._thread = self._runner = self._sock = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- test-facing controls ------------------------------------------------------------------
     @property

@@ -17,13 +17,11 @@ background thread, so plain synchronous tests can drive it::
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -31,6 +29,7 @@ from aiohttp import web
 from tests.fakes import openai_media_wire as media_wire
 from tests.fakes import openai_responses_wire as responses_wire
 from tests.fakes import openai_wire as wire
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.openai_wire import DEFAULT_REPLY, Behaviour, errors
 
 __all__ = ["Behaviour", "FakeOpenAI", "Recorded", "errors"]
@@ -64,10 +63,13 @@ def _peer(request: web.Request) -> str:
     return f"{info[0]}:{info[1]}" if info else ""
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """A fake OpenAI upstream served by aiohttp on 127.0.0.1 in a background thread."""
 
+    NAME = "fake OpenAI upstream"
+
     def __init__(self, reply_text: str = DEFAULT_REPLY) -> None:
+        super().__init__()
         self.reply_text = reply_text
         # None: any model name is served (tests name their own). A set: a POST for any other model gets
         # OpenAI's 404 model_not_found ("The model `x` does not exist or you do not have access to it.").
@@ -78,75 +80,10 @@ class FakeOpenAI:
         self._requests: list[Recorded] = []
         self._queue: deque[Behaviour] = deque()
         self._rules: dict[str, Behaviour] = {}
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle -------------------------------------------------------------
 
     @property
-    def url(self) -> str:
+    def url(self) -> str:  # the base URL an OpenAI client is given
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> Self:
-        if self._thread is not None:
-            return self
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name=f"fake-openai-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure or not ready.is_set():
-            self.stop()
-            raise RuntimeError(f"fake OpenAI upstream failed to start: {failure!r}")
-        return self
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        assert self._loop is not None and self._sock is not None
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            app = web.Application(client_max_size=64 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-            loop.run_until_complete(self._runner.setup())
-            loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
-
-    def stop(self) -> None:
-        loop, thread, runner = self._loop, self._thread, self._runner
-        if loop is not None and thread is not None and thread.is_alive():
-            if runner is not None:
-                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-        if loop is not None and not loop.is_running() and not loop.is_closed():
-            loop.close()
-        if self._sock is not None:
-            self._sock.close()
-        self._loop = self._thread = self._runner = self._sock = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     # -- test-facing controls --------------------------------------------------
 

@@ -27,14 +27,12 @@ import base64
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -44,6 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes import anthropic_wire, gemini_wire
+from tests.fakes.loopback import LoopbackServer
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 AUDIENCE = "https://oauth2.googleapis.com/token"  # the aud of every service-account grant, whatever the token_uri (as Google checks it)
@@ -88,8 +87,11 @@ def google_error(code: int, status: str, message: str) -> tuple[int, bytes]:
     return code, orjson.dumps({"error": {"code": code, "message": message, "status": status}})
 
 
-class FakeVertex:
+class FakeVertex(LoopbackServer):
+    NAME = "fake Vertex upstream"
+
     def __init__(self) -> None:
+        super().__init__()
         self.lifetime = 3600  # expires_in of a token when ``lifetimes`` is empty
         self.lifetimes: deque[int] = deque()  # expires_in of the next tokens, in order
         self.refuse = False  # every grant is refused (400 invalid_grant)
@@ -104,64 +106,16 @@ class FakeVertex:
         self._grants: list[Grant] = []
         self._token_requests = 0
         self._requests: list[Recorded] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self.port = 0
 
     # -- lifecycle ----------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     @property
     def token_uri(self) -> str:
         return self.url + "/token"
 
-    def start(self) -> Self:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name=f"fake-vertex-{self.port}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Vertex upstream failed to start")
-        return self
-
-    def _serve(self, ready: threading.Event) -> None:
-        assert self._loop is not None and self._sock is not None
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.SockSite(self._runner, self._sock).start())
-        ready.set()
-        loop.run_forever()
-        loop.close()
-
     def stop(self) -> None:
         if self.hold is not None:
-            self.hold.set()
-        loop, thread, runner = self._loop, self._thread, self._runner
-        if loop is not None and thread is not None and thread.is_alive():
-            if runner is not None:
-                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-        if self._sock is not None:
-            self._sock.close()
-        self._loop = self._thread = self._runner = self._sock = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+            self.hold.set()  # a held token request lets go, so the server can stop
+        super().stop()
 
     # -- test-facing --------------------------------------------------------------
     def key_file(self, path: Path, email: str = "faregate-test@fake-project.iam.gserviceaccount.com", trusted: bool = True) -> Path:
