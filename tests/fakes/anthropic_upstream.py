@@ -19,9 +19,7 @@ gateway's ``https://api.anthropic.com`` default add ``/v1/messages`` themselves)
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +29,7 @@ from aiohttp import web
 from tests.fakes import anthropic_checks
 from tests.fakes import anthropic_wire as wire
 from tests.fakes.anthropic_wire import DEFAULT_REPLY, Behaviour, errors
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import ScriptedServer
 
 __all__ = ["Behaviour", "FakeAnthropic", "Recorded", "errors"]
 
@@ -85,7 +83,7 @@ def _peer(request: web.Request) -> str:
     return f"{info[0]}:{info[1]}" if info else ""
 
 
-class FakeAnthropic(LoopbackServer):
+class FakeAnthropic(ScriptedServer[Recorded, Behaviour]):
     """A fake Anthropic upstream served by aiohttp on 127.0.0.1 in a background thread.
 
     Each request takes the next enqueued Behaviour, else the rule for its model, else the default.
@@ -104,44 +102,16 @@ class FakeAnthropic(LoopbackServer):
         # None: any model name is served (tests name their own). A set: a POST for any other model gets
         # Anthropic's 404 {"type": "error", "error": {"type": "not_found_error", "message": "model: x"}, "request_id": ...}.
         self.known_models: frozenset[str] | None = None
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
-        self._requests: list[Recorded] = []
-        self._queue: deque[Behaviour] = deque()
-        self._rules: dict[str, Behaviour] = {}
 
     # -- test-facing controls --------------------------------------------------
 
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._requests)
-
     def clear(self) -> None:
         """Forget the requests, the queue and the rules, and check requests strictly again."""
-        with self._lock:
-            self._requests.clear()
-            self._queue.clear()
-            self._rules.clear()
+        self._forget()
         self.require_version = self.require_key = self.strict_fields = True
         self.max_body = MAX_BODY
         self.page_size = None
         self.known_models = None
-
-    def set_rule(self, model: str, behaviour: Behaviour) -> None:
-        """Answer every request for ``model`` (when the queue is empty) with ``behaviour``."""
-        with self._lock:
-            self._rules[model] = behaviour
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Answer the next requests, whatever their model or route, with these, in order, once each."""
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def wait_for_requests(self, n: int, timeout: float) -> bool:
-        """Until ``n`` requests have been recorded in all (False if ``timeout`` seconds pass first)."""
-        with self._arrived:
-            return self._arrived.wait_for(lambda: len(self._requests) >= n, timeout)
 
     def count(self, model: str | None = None, path: str | None = None) -> int:
         with self._lock:
@@ -174,10 +144,7 @@ class FakeAnthropic(LoopbackServer):
             model=model if isinstance(model, str) else None,
             peer=_peer(request),
         )
-        with self._lock:
-            self._requests.append(rec)
-            self._arrived.notify_all()
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "") or self._unknown(rec) or Behaviour()
+        behaviour = self._take(rec, rec.model) or self._unknown(rec) or Behaviour()
         request_id = wire.new_id("req_01")
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)

@@ -67,10 +67,7 @@ class FakeAzure(FakeOpenAI):
             model=deployment,
             peer=_peer(request),
         )
-        with self._lock:
-            self._requests.append(rec)
-            self._arrived.notify_all()
-            queued = self._queue.popleft() if self._queue else self._rules.get(deployment or "")
+        queued = self._take(rec, deployment)
         key = rec.headers.get("api-key", "")
         if not key or (self.keys is not None and key not in self.keys):
             return await self._reply_error(request, errors.invalid_key(), deployment)

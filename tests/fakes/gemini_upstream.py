@@ -17,9 +17,7 @@ request and can be told to fail, cut or break its streams::
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +26,7 @@ from aiohttp import web
 
 from tests.fakes import gemini_wire as wire
 from tests.fakes.gemini_wire import Behaviour, errors
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import ScriptedServer
 
 __all__ = ["Behaviour", "FakeGemini", "Recorded", "errors"]
 
@@ -46,7 +44,7 @@ class Recorded:
     api_key: str | None
 
 
-class FakeGemini(LoopbackServer):
+class FakeGemini(ScriptedServer[Recorded, Behaviour]):
     NAME = "fake Gemini upstream"
 
     """Each request takes the next enqueued Behaviour, else the rule for its model, else the default."""
@@ -57,31 +55,11 @@ class FakeGemini(LoopbackServer):
         self.keys: frozenset[str] | None = None  # None: any key is accepted
         self.known_models: frozenset[str] | None = None  # None: any model is served
         self.page_size: int | None = None
-        self._lock = threading.Lock()
-        self._requests: list[Recorded] = []
-        self._queue: deque[Behaviour] = deque()
-        self._rules: dict[str, Behaviour] = {}
 
     # -- test-facing controls ------------------------------------------------------------------
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._requests)
-
     def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-            self._queue.clear()
-            self._rules.clear()
+        self._forget()
         self.keys = self.known_models = self.page_size = None
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def set_rule(self, model: str, behaviour: Behaviour) -> None:
-        with self._lock:
-            self._rules[model] = behaviour
 
     # -- request handling ----------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -105,9 +83,7 @@ class FakeGemini(LoopbackServer):
         rec = Recorded(
             request.method, request.path_qs, {k.lower(): v for k, v in request.headers.items()}, payload, model, action or None, key
         )
-        with self._lock:
-            self._requests.append(rec)
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(model or "") or Behaviour()
+        behaviour = self._take(rec, model) or Behaviour()
         if behaviour.release is not None:
             await asyncio.to_thread(behaviour.release.wait, 30)
         refusal = self._refusal(request, path, rec, payload)

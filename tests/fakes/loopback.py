@@ -2,15 +2,17 @@
 own thread and event loop, so a test (or a gateway process) talks to it over real HTTP.
 
 A fake subclasses ``LoopbackServer``, names itself (``NAME``) and answers every request in
-``_handle``; ``start``/``stop`` (or ``with``) run it."""
+``_handle``; ``start``/``stop`` (or ``with``) run it. ``ScriptedServer`` adds what tests drive a fake
+with: the requests it recorded, and the behaviours it answers with (queued, or a rule per model)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import threading
+from collections import deque
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from aiohttp import web
 
@@ -91,3 +93,52 @@ class LoopbackServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+R = TypeVar("R")  # what the fake records of a request
+B = TypeVar("B")  # how it is told to answer one
+
+
+class ScriptedServer(LoopbackServer, Generic[R, B]):
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
+        self._requests: list[R] = []
+        self._queue: deque[B] = deque()
+        self._rules: dict[str, B] = {}
+
+    @property
+    def requests(self) -> list[R]:
+        with self._lock:
+            return list(self._requests)
+
+    def set_rule(self, model: str, behaviour: B) -> None:
+        """Answer every request for ``model`` (when the queue is empty) with ``behaviour``."""
+        with self._lock:
+            self._rules[model] = behaviour
+
+    def enqueue(self, *behaviours: B) -> None:
+        """Answer the next requests, whatever their model or route, with these, in order, once each."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def wait_for_requests(self, n: int, timeout: float) -> bool:
+        """Until ``n`` requests have been recorded in all (False if ``timeout`` seconds pass first)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._requests) >= n, timeout)
+
+    def _forget(self) -> None:
+        """Drop the recorded requests, the queue and the rules (each fake's ``clear`` resets the rest)."""
+        with self._lock:
+            self._requests.clear()
+            self._queue.clear()
+            self._rules.clear()
+
+    def _take(self, rec: R, model: str | None) -> B | None:
+        """Record ``rec`` and pick its answer: the next queued behaviour, else the rule for ``model``,
+        else None (the fake's own default)."""
+        with self._lock:
+            self._requests.append(rec)
+            self._arrived.notify_all()
+            return self._queue.popleft() if self._queue else self._rules.get(model or "")

@@ -17,9 +17,7 @@ background thread, so plain synchronous tests can drive it::
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +27,7 @@ from aiohttp import web
 from tests.fakes import openai_media_wire as media_wire
 from tests.fakes import openai_responses_wire as responses_wire
 from tests.fakes import openai_wire as wire
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import ScriptedServer
 from tests.fakes.openai_wire import DEFAULT_REPLY, Behaviour, errors
 
 __all__ = ["Behaviour", "FakeOpenAI", "Recorded", "errors"]
@@ -63,7 +61,7 @@ def _peer(request: web.Request) -> str:
     return f"{info[0]}:{info[1]}" if info else ""
 
 
-class FakeOpenAI(LoopbackServer):
+class FakeOpenAI(ScriptedServer[Recorded, Behaviour]):
     """A fake OpenAI upstream served by aiohttp on 127.0.0.1 in a background thread."""
 
     NAME = "fake OpenAI upstream"
@@ -75,11 +73,6 @@ class FakeOpenAI(LoopbackServer):
         # OpenAI's 404 model_not_found ("The model `x` does not exist or you do not have access to it.").
         self.known_models: frozenset[str] | None = None
         self.stored: set[str] = set()  # ids of the Responses it answered with store on (previous_response_id)
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)  # notified on every recorded request
-        self._requests: list[Recorded] = []
-        self._queue: deque[Behaviour] = deque()
-        self._rules: dict[str, Behaviour] = {}
 
     @property
     def url(self) -> str:  # the base URL an OpenAI client is given
@@ -87,31 +80,11 @@ class FakeOpenAI(LoopbackServer):
 
     # -- test-facing controls --------------------------------------------------
 
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._requests)
-
     def clear(self) -> None:
+        self._forget()
         with self._lock:
-            self._requests.clear()
-            self._queue.clear()
-            self._rules.clear()
             self.stored.clear()
             self.known_models = None
-
-    def set_rule(self, model: str, behaviour: Behaviour) -> None:
-        with self._lock:
-            self._rules[model] = behaviour
-
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        with self._lock:
-            self._queue.extend(behaviours)
-
-    def wait_for_requests(self, n: int, timeout: float) -> bool:
-        """Until ``n`` requests have been recorded in all (False if ``timeout`` seconds pass first)."""
-        with self._arrived:
-            return self._arrived.wait_for(lambda: len(self._requests) >= n, timeout)
 
     def count(self, model: str | None = None) -> int:
         with self._lock:
@@ -148,10 +121,7 @@ class FakeOpenAI(LoopbackServer):
             peer=_peer(request),
             form=form,
         )
-        with self._lock:
-            self._requests.append(rec)
-            self._arrived.notify_all()
-            behaviour = self._queue.popleft() if self._queue else self._rules.get(rec.model or "") or self._unknown(rec) or Behaviour()
+        behaviour = self._take(rec, rec.model) or self._unknown(rec) or Behaviour()
         if behaviour.stall > 0:
             await asyncio.sleep(behaviour.stall)
         if behaviour.early_hints or behaviour.release is not None:
