@@ -122,6 +122,22 @@ class OneWrite(http.client.HTTPConnection):
         self.send(head + (message_body or b""))
 
 
+def in_step(response: http.client.HTTPResponse, upstream: LockstepUpstream, units: int) -> int:
+    """Read a stream of ``units`` SSE events, releasing the upstream's next write as each one
+    arrives (so the gateway reads every upstream write in one piece); the response's status."""
+    upstream.go.release()
+    seen = b""
+    for k in range(1, units + 1):
+        while seen.count(b"\n\n") < k:
+            data = response.read1(65536)
+            if not data:
+                raise ConnectionError(f"the stream ended before event {k} of {units}")
+            seen += data
+        upstream.go.release()  # the gateway passed on event k: the upstream may write the next
+    response.read()
+    return response.status
+
+
 def send(conn: http.client.HTTPConnection, upstream: LockstepUpstream, body: dict[str, Any], headers: dict[str, str]) -> int:
     """One request. For a stream, each SSE event the client receives releases the next piece."""
     conn.request("POST", "/v1/chat/completions", body=orjson.dumps(body), headers={**headers, "content-type": "application/json"})
@@ -129,15 +145,4 @@ def send(conn: http.client.HTTPConnection, upstream: LockstepUpstream, body: dic
     if body.get("stream") is not True:
         response.read()
         return response.status
-    upstream.go.release()
-    seen = b""
-    units = visible_events(body, upstream.chunks)
-    for k in range(1, units + 1):
-        while seen.count(b"\n\n") < k:
-            data = response.read1(65536)
-            if not data:
-                raise ConnectionError(f"the stream ended before event {k} of {units}")
-            seen += data
-        upstream.go.release()  # the gateway passed on piece k: the upstream may write the next
-    response.read()
-    return response.status
+    return in_step(response, upstream, visible_events(body, upstream.chunks))

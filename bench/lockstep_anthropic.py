@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from bench.lockstep import WAIT, LockstepUpstream
+from bench.lockstep import WAIT, LockstepUpstream, in_step
 from tests.fakes import anthropic_wire as wire
 
 HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -65,15 +65,4 @@ def send(conn: http.client.HTTPConnection, upstream: LockstepUpstream, body: dic
     if body.get("stream") is not True:
         response.read()
         return response.status
-    upstream.go.release()
-    seen = b""
-    units = visible_events(body, upstream.chunks)
-    for k in range(1, units + 1):
-        while seen.count(b"\n\n") < k:
-            data = response.read1(65536)
-            if not data:
-                raise ConnectionError(f"the stream ended before event {k} of {units}")
-            seen += data
-        upstream.go.release()  # the gateway passed on event k: the upstream may write the next
-    response.read()
-    return response.status
+    return in_step(response, upstream, visible_events(body, upstream.chunks))

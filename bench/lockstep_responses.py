@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from bench.lockstep import WAIT, LockstepUpstream
+from bench.lockstep import WAIT, LockstepUpstream, in_step
 from tests.fakes import openai_responses_wire as wire
 from tests.fakes import openai_wire
 
@@ -66,15 +66,4 @@ def send(conn: http.client.HTTPConnection, upstream: LockstepUpstream, body: dic
     if body["stream"] is not True:
         response.read()
         return response.status
-    upstream.go.release()
-    seen = b""
-    units = len(events(body, upstream.chunks))
-    for k in range(1, units + 1):
-        while seen.count(b"\n\n") < k:
-            data = response.read1(65536)
-            if not data:
-                raise ConnectionError(f"the stream ended before event {k} of {units}")
-            seen += data
-        upstream.go.release()  # the gateway passed on event k: the upstream may write the next
-    response.read()
-    return response.status
+    return in_step(response, upstream, len(events(body, upstream.chunks)))
