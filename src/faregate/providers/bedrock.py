@@ -279,7 +279,11 @@ class StreamEvents:
     def feed(self, events: list[bytes]) -> bytes:
         for i, event in enumerate(events):
             self.seen += 1
-            data = sse.json_object(sse.data_of(event) or b"", self.seen, b"".join(events[:i]))
+            try:
+                data = sse.json_object(sse.data_of(event) or b"", self.seen)
+            except UpstreamProtocolError as bad:
+                bad.before = b"".join(events[:i])  # the good events before it are the client's
+                raise
             if ":exception-type" in data:
                 name = str(data[":exception-type"])
                 err = classify_error(_STATUS.get(name, 502), {"x-amzn-errortype": name}, orjson.dumps(data), b"application/json", 0.0)

@@ -265,7 +265,11 @@ class StreamEvents:
             value = sse.data_of(event)
             if value is None:
                 continue
-            data = sse.json_object(value, self.seen, b"".join(events[:i]))
+            try:
+                data = sse.json_object(value, self.seen)
+            except UpstreamProtocolError as bad:
+                bad.before = b"".join(events[:i])  # the good events before it are the client's
+                raise
             failed = error_in_reply(data, {}, value, b"application/json", 0.0) if "error" in data else None
             if failed is not None:
                 failed.before = b"".join(events[:i])

@@ -83,21 +83,16 @@ class StreamEvents:
         self.sequence = -1  # the last sequence_number seen
 
     def feed(self, events: list[bytes]) -> bytes:
-        for event in events:
+        for i, event in enumerate(events):
             self.seen += 1
             value = sse.data_of(event)
             if value is None:
                 continue
             try:
-                data = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                data = None
-            if type(data) is not dict:
-                bad = UpstreamProtocolError(
-                    f"event {self.seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
-                )
-                bad.before = b"".join(events[: events.index(event)])
-                raise bad
+                data = sse.json_object(value, self.seen)
+            except UpstreamProtocolError as bad:
+                bad.before = b"".join(events[:i])  # the good events before it are the client's
+                raise
             number = data.get("sequence_number")
             if type(number) is int:
                 self.sequence = number

@@ -94,20 +94,18 @@ def data_of(event: bytes) -> bytes | None:
     return value
 
 
-def json_object(value: bytes, seen: int, before: bytes = b"") -> dict[str, Any]:
+def json_object(value: bytes, seen: int) -> dict[str, Any]:
     """An event's data as the JSON object every provider's events are; else UpstreamProtocolError
-    (``upstream_malformed_event``) naming the event's place (``seen``), with ``before``, the complete
-    events read together with it that are the client's."""
+    (``upstream_malformed_event``) naming the event's place in the stream (``seen``). The caller
+    sets the error's ``before`` (the complete events read with it), only when it is raised."""
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError:
         data = None
     if type(data) is not dict:
-        bad = UpstreamProtocolError(
+        raise UpstreamProtocolError(
             f"event {seen} of the stream is not a JSON object ({len(value)} bytes of data)", code="upstream_malformed_event"
         )
-        bad.before = before
-        raise bad
     return data
 
 
