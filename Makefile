@@ -11,7 +11,7 @@ HOST := 127.0.0.1
 PORT := 4000
 # `make bench ARGS=--quick` (make would take `make bench --quick` as an option of its own).
 ARGS :=
-APT_PACKAGES := nginx wrk redis-server postgresql
+APT_PACKAGES := nginx wrk redis-server postgresql chromium
 
 .PHONY: install run test lint bench bench-compare system-deps clean
 

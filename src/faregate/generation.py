@@ -20,7 +20,7 @@ from typing import overload
 import orjson
 
 from faregate.config.prices import price_table
-from faregate.config.schema import Config, DeploymentConfig, ProviderConfig, ServerConfig, StateConfig
+from faregate.config.schema import Config, ModelConfig, ProviderConfig, ServerConfig, StateConfig
 from faregate.types import Price, Secret, fingerprint
 
 
@@ -114,6 +114,7 @@ class ModelRoute:
     deployments: tuple[Deployment, ...]
     tiers: tuple[tuple[Deployment, ...], ...]  # enabled deployments grouped by priority, lowest first
     price: Price | None  # the dearest enabled deployment's price; None when any enabled one is unpriced
+    cache_ttl: float | None = None  # models.NAME.cache.ttl: the response cache is on for this model
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +247,7 @@ def compile_generation(
         for name, p in config.providers.items()
     }
     prices = price_table(config.prices)
-    models = {name: _route(name, deps, providers, prices) for name, deps in config.models.items()}
+    models = {name: _route(name, entry, providers, prices) for name, entry in config.models.items()}
     policy = Policy(
         retries=config.routing.retries,
         cooldown_failures=config.routing.cooldown.failures,
@@ -269,7 +270,8 @@ def compile_generation(
     )
 
 
-def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Provider], prices: Mapping[str, Price]) -> ModelRoute:
+def _route(name: str, entry: ModelConfig, providers: Mapping[str, Provider], prices: Mapping[str, Price]) -> ModelRoute:
+    deps = entry.deployments
     deployments: list[Deployment] = []
     labels: dict[str, int] = {}
     for d in deps:
@@ -304,7 +306,8 @@ def _route(name: str, deps: list[DeploymentConfig], providers: Mapping[str, Prov
             cache_write=max(writes) if writes else None,
             cache_write_1h=max(writes_1h) if writes_1h else None,
         )
-    return ModelRoute(name=name, deployments=tuple(deployments), tiers=tiers, price=price)
+    cache_ttl = entry.cache.ttl if entry.cache else None
+    return ModelRoute(name=name, deployments=tuple(deployments), tiers=tiers, price=price, cache_ttl=cache_ttl)
 
 
 def _generation_id(

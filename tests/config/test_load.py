@@ -53,7 +53,7 @@ def warnings_of(path: Path) -> list[str]:
 def test_base_config_is_valid(tmp: Path) -> None:
     config, warnings = load_config(write(tmp, BASE))
     assert warnings == []
-    assert config.models["gpt-4o"][0].provider == "openai-main"
+    assert config.models["gpt-4o"].deployments[0].provider == "openai-main"
     assert config.providers["openai-main"].credentials[0].key == "${OPENAI_API_KEY}"
 
 
@@ -228,7 +228,7 @@ def test_yaml_merge_keys_still_work(tmp: Path) -> None:
         "    - &d {provider: local, model: mock-small}\n    - <<: *d\n      weight: 2\n",
     )
     config, _ = load_config(write(tmp, text))
-    assert [(d.model, d.weight) for d in config.models["demo"]] == [("mock-small", 1), ("mock-small", 2)]
+    assert [(d.model, d.weight) for d in config.models["demo"].deployments] == [("mock-small", 1), ("mock-small", 2)]
 
 
 def test_unhashable_yaml_key_is_reported_not_a_crash(tmp: Path) -> None:

@@ -114,17 +114,28 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+def _as_written(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """A path as the user wrote it: a model in the short form (a bare list of deployments) has no
+    ``deployments`` key, so ``models.NAME.deployments[0]`` is shown as ``models.NAME[0]``."""
+    if len(loc) >= 3 and loc[0] == "models" and loc[2] == "deployments" and isinstance(data, dict):
+        models = data.get("models")
+        if isinstance(models, dict) and isinstance(models.get(loc[1]), list):
+            return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _pydantic_problems(exc: ValidationError, data: Any = None) -> list[Problem]:
     """Each error with its path and what was expected; an input value only where it cannot be a secret
     (pydantic's own rendering always shows the input, so only ``msg`` and the path are used)."""
     problems = []
     for err in exc.errors():
-        loc = tuple(_shown_part(part) for part in err["loc"])
+        schema_loc = tuple(_shown_part(part) for part in err["loc"])
+        loc = _as_written(schema_loc, data)
         path = format_path(loc)
         kind = err["type"]
         got = _got(loc, err["input"])
         if kind == "extra_forbidden":
-            owner = _model_at(loc)
+            owner = _model_at(schema_loc)
             hint = did_you_mean(str(loc[-1]), owner.model_fields) if owner else ""
             message = f"unknown key '{loc[-1]}'{hint}"
             path = format_path(loc[:-1]) or "(top level)"
@@ -193,7 +204,7 @@ def _literal_choices(loc: typing.Sequence[int | str]) -> tuple[str, ...]:
     return tuple(str(a) for a in typing.get_args(annotation))
 
 
-_SECRET_FIELDS = frozenset({"key", "master_key", "base_url", "database", "redis", "credentials", "headers", _HIDDEN_KEY})
+_SECRET_FIELDS = frozenset({"key", "master_key", "base_url", "database", "redis", "credentials", "headers", "url", _HIDDEN_KEY})
 
 
 def _is_secret_field(loc: typing.Sequence[int | str]) -> bool:
@@ -206,7 +217,7 @@ def validate(data: Any) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc)) from None
+        raise ConfigError(_pydantic_problems(exc, data)) from None
 
 
 def semantic_problems(config: Config) -> list[Problem]:
@@ -243,7 +254,8 @@ def semantic_problems(config: Config) -> list[Problem]:
             if cid in ids:
                 problems.append(Problem(f"{cpath}.id", f"duplicate credential id '{cid}'"))
             ids.add(cid)
-    for model, deployments in config.models.items():
+    for model, entry in config.models.items():
+        deployments = entry.deployments
         if not deployments:
             problems.append(Problem(f"models.{model}", "has no deployments"))
         for i, dep in enumerate(deployments):
@@ -309,8 +321,8 @@ def per_worker_limits(config: Config, workers: int) -> list[Problem]:
             f"up to {workers}x the limit can pass (set state.redis for one exact count)",
             "warning",
         )
-        for model, deployments in config.models.items()
-        for i, dep in enumerate(deployments)
+        for model, entry in config.models.items()
+        for i, dep in enumerate(entry.deployments)
         if dep.rpm is not None or dep.tpm is not None
     ]
 

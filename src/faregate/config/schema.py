@@ -7,6 +7,7 @@ Secrets appear here only as *references* (``${ENV}``, ``os.environ/NAME``, ``key
 from __future__ import annotations
 
 import re
+import typing
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -59,6 +60,7 @@ class ServerConfig(Strict):
     )
     log_requests: bool = True
     cors: CorsConfig | None = None
+    ui: bool = Field(True, description="serve the dashboard at /ui (sign-in with the master key or a virtual key)")
     # connection limits (faregate.server.protocol); each worker applies them when it starts, never on reload
     header_timeout: float = Field(10.0, gt=0, description="seconds to send a request's headers, from connecting or from its first byte")
     keep_alive_timeout: float = Field(15.0, gt=0, description="seconds an idle keep-alive connection is kept open")
@@ -135,6 +137,25 @@ class DeploymentConfig(Strict):
     drop_params: bool = False
 
 
+class ModelCacheConfig(Strict):
+    """The response cache of one public model (off unless set): exact matches of the canonical request."""
+
+    ttl: float = Field(gt=0, le=30 * 86_400, description="seconds a cached answer is served")
+
+
+class ModelConfig(Strict):
+    """A public model. The short form (a bare list) is its deployments alone; the long form is
+    ``{deployments: [...], cache: {ttl: 300}}``."""
+
+    deployments: list[DeploymentConfig]
+    cache: ModelCacheConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: object) -> object:
+        return {"deployments": value} if isinstance(value, list) else value
+
+
 class CooldownConfig(Strict):
     failures: int = Field(3, ge=1)
     seconds: float = Field(30.0, ge=0)
@@ -154,11 +175,43 @@ class PriceConfig(Strict):
     cache_write_1h: float | None = Field(None, ge=0)  # 1-hour cache writes (Anthropic: 2x input)
 
 
+class OtlpConfig(Strict):
+    """OpenTelemetry traces exported over OTLP/HTTP (protobuf), off unless set."""
+
+    endpoint: str = Field(description="the collector's traces URL, e.g. http://127.0.0.1:4318/v1/traces")
+    headers: dict[str, str] = Field(default_factory=dict, description="sent with every export (values may be ${ENV} references)")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="share of requests traced (parent-based: a sampled traceparent is kept)")
+    record_content: bool = Field(False, description="record prompts and completions on spans (off: never recorded)")
+
+
+class ObservabilityConfig(Strict):
+    otlp: OtlpConfig | None = None
+
+
+AlertEvent = Literal[
+    "budget_threshold", "deployment_misconfigured", "deployment_cooldown", "credential_rejected", "reload_failed", "spend_outbox"
+]
+ALERT_EVENTS: tuple[str, ...] = typing.get_args(AlertEvent)
+
+
+class AlertConfig(Strict):
+    """One webhook and the events it gets (every event when ``events`` is left out)."""
+
+    url: str = Field(description="the webhook URL (may be a ${ENV} reference: Slack webhook URLs are secrets)")
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))  # type: ignore[arg-type]
+    format: Literal["slack", "json"] = "slack"
+    budget_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0], description="shares of a key's or team's budget")
+    cooldown_minutes: float = Field(5.0, gt=0, description="a deployment cooling down (or misconfigured) longer than this alerts")
+    min_interval: float = Field(300.0, ge=0, description="seconds before the same alert is sent again")
+
+
 class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    models: dict[str, list[DeploymentConfig]] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    alerts: list[AlertConfig] = Field(default_factory=list)
