@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 DEMO_KEY ?= sk-faregate-demo
 # `make run PORT=4100 HOST=0.0.0.0`: only values given on the command line count (`:=` ignores an
 # inherited $PORT or $HOST, which shells and platforms set for their own purposes).
@@ -11,17 +12,26 @@ HOST := 127.0.0.1
 PORT := 4000
 # `make bench ARGS=--quick` (make would take `make bench --quick` as an option of its own).
 ARGS :=
-APT_PACKAGES := nginx wrk redis-server postgresql chromium
+APT_PACKAGES := nginx wrk redis-server postgresql chromium systemd gcc libc6-dev
 
-.PHONY: install run test lint bench bench-compare system-deps clean
+.PHONY: install install-runtime run test lint bench bench-compare dist system-deps clean
 
+# `make install`: faregate editable with the dev tools (tests, lint, bench); `make install-runtime`
+# (what `make run` needs): faregate and its runtime dependencies only.
 install: $(STAMP)
+install-runtime: $(RUNTIME_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	@touch $(RUNTIME_STAMP)
 
 # Debian packages the tests and the benchmark start themselves (on loopback, free ports).
 system-deps:
@@ -32,7 +42,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-run: install
+run: install-runtime
 	@echo ""
 	@echo "  faregate demo on http://$(HOST):$(PORT)  (mock provider, no upstream keys needed; another port: make run PORT=N)"
 	@echo "  demo key: $(DEMO_KEY)"
@@ -58,5 +68,9 @@ bench: install system-deps
 bench-compare: install system-deps
 	$(PY) -m bench --compare $(ARGS)
 
+# the wheel (dist/faregate-VERSION-py3-none-any.whl): `pip install` it into any virtualenv
+dist: install
+	$(PY) -m build --wheel --outdir dist
+
 clean:
-	rm -rf $(VENV) .faregate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .faregate .pytest_cache .mypy_cache .ruff_cache dist build

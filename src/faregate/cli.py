@@ -290,6 +290,26 @@ def verify(config: ConfigOption, url: UrlOption = DEFAULT_URL, key: KeyOption = 
 
 
 @app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="where to write faregate.yaml and .env")] = Path(),
+    database: Annotated[str, typer.Option(help="state.database (relative sqlite paths are relative to the config file)")] = (
+        "sqlite:///.faregate/state.db"
+    ),
+    force: Annotated[bool, typer.Option(help="replace existing files")] = False,
+) -> None:
+    """Write a starter config (a local mock model, providers commented out) and a .env with a new master key."""
+    from faregate.cli_init import InitRefused, write_starter
+
+    try:
+        config, env = write_starter(directory, database, force)
+    except InitRefused as exc:
+        typer.echo(f"faregate init: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {config} and {env} (0600, a new master key: never printed)")
+    typer.echo(f"next: set -a; . {env}; set +a; faregate check -c {config} && faregate serve -c {config}")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)

@@ -1,5 +1,6 @@
 """Streams are not buffered by a reverse proxy: through a real nginx with default (buffering) settings,
-each event reaches the client as the upstream produces it."""
+and through the site file faregate ships (examples/nginx/faregate.conf), each event reaches the
+client as the upstream produces it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.support.configs import UPSTREAM_ENV, config, provider
@@ -18,13 +20,19 @@ DELAY = 0.4
 CHUNKS = 4
 
 
-def test_events_arrive_one_by_one_through_nginx(fake: FakeOpenAI, gateways: Callable[..., GatewayProcess], tmp_path: Path) -> None:
+@pytest.mark.parametrize("site", [False, True], ids=["nginx-defaults", "example-site"])
+def test_events_arrive_one_by_one_through_nginx(
+    fake: FakeOpenAI, gateways: Callable[..., GatewayProcess], tmp_path: Path, site: bool
+) -> None:
     gw = gateways(config(provider("up", fake.url), "\n  m:\n    - {provider: up, model: slow}"), env=UPSTREAM_ENV)
     fake.set_rule("slow", Behaviour(chunks=CHUNKS, chunk_delay=DELAY))
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
     arrivals: list[tuple[float, bytes]] = []
     headers = {"authorization": f"Bearer {MASTER_KEY}"}
-    with Nginx(tmp_path, gw.port) as proxy, httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, headers=headers) as r:
+    with (
+        Nginx(tmp_path, gw.port, site=site) as proxy,
+        httpx.stream("POST", proxy.url + "/v1/chat/completions", json=body, headers=headers) as r,
+    ):
         assert r.status_code == 200
         assert r.headers["x-faregate-provider"] == "up"
         start = time.monotonic()
@@ -62,3 +70,26 @@ def test_heartbeats_keep_a_silent_stream_alive_through_nginx(
     assert raw.rstrip().endswith(b"data: [DONE]"), raw[-300:]
     assert b"Hello from the fake upstream." in raw
     assert raw.count(b": keep-alive") >= 6
+
+
+def test_the_example_site_passes_a_big_prompt_and_streams_it(
+    fake: FakeOpenAI, gateways: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """nginx refuses a body over 1 MiB by default (413): the example site lets faregate's own limit
+    decide, and streams the answer to a 3 MB prompt untouched."""
+    gw = gateways(config(provider("up", fake.url), "\n  m:\n    - {provider: up, model: big}"), env=UPSTREAM_ENV)
+    fake.set_rule("big", Behaviour(chunks=3))
+    prompt = "x" * (3 * 1024 * 1024)
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    with Nginx(tmp_path, gw.port) as plain:
+        refused = httpx.post(plain.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert refused.status_code == 413  # nginx's own default, the reason the example site sets client_max_body_size
+    with Nginx(tmp_path, gw.port, site=True) as proxy:
+        r = httpx.post(proxy.url + "/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.text.rstrip().endswith("data: [DONE]")
+    sent = [req for req in fake.requests if req.model == "big"]
+    assert len(sent) == 1
+    assert sent[0].json["messages"][0]["content"] == prompt
