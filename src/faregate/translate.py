@@ -187,7 +187,7 @@ class Translator:
         if reply.error is not None:
             raise failure(reply.error)
         usage = None if reply.usage == _NO_USAGE else costs.usage_from_neutral(reply.usage)
-        return orjson.dumps(self.client.encode_reply(reply, model, id)), usage
+        return bytes(memoryview(orjson.dumps(self.client.encode_reply(reply, model, id)))), usage  # right-sized: base.UpstreamRequest
 
     def stream(self, transport: Transport, model: str, id: str) -> StreamTranslator:
         """The stream watch that translates one upstream stream into the client's events."""

@@ -63,7 +63,7 @@ def build(
         headers[secret_header.name] = secret_header.value.reveal()
     if credential is not None and credential.secret is not None:
         headers["x-api-key"] = credential.secret.reveal()
-    body = orjson.dumps({**payload, "model": deployment.model})
+    body = bytes(memoryview(orjson.dumps({**payload, "model": deployment.model})))  # right-sized: base.UpstreamRequest
     return UpstreamRequest("POST", provider.base_url + PATHS[endpoint], headers, body)
 
 

@@ -69,7 +69,7 @@ def build(
         headers[secret_header.name] = secret_header.value.reveal()
     if credential is not None and credential.secret is not None:
         headers["api-key"] = credential.secret.reveal()
-    body = orjson.dumps({**payload, "model": deployment.model})
+    body = bytes(memoryview(orjson.dumps({**payload, "model": deployment.model})))  # right-sized: base.UpstreamRequest
     return UpstreamRequest("POST", url(endpoint, deployment), headers, body)
 
 

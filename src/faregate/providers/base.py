@@ -47,6 +47,9 @@ class UpstreamRequest:
     method: str
     url: str
     headers: dict[str, str]
+    # Right-sized: ``bytes(memoryview(orjson.dumps(...)))``. orjson (3.12 on) returns bytes whose allocation is
+    # sized for the worst case and never shrunk (a 150 KB body holds 2 MB, ~14x); the copy frees that at once,
+    # where the body would otherwise hold it until the upstream answered (bench.allocations measures it).
     body: bytes
     # A whole reply's body as the client's format has it, for an endpoint this transport serves in
     # the client's format over a wire of its own (Gemini's embeddings); None: the body as it is.

@@ -95,7 +95,7 @@ def build(
     headers = {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream" if stream else "application/json"}
     headers["user-agent"] = USER_AGENT
     headers.update(provider.headers)
-    body = orjson.dumps(payload)
+    body = bytes(memoryview(orjson.dumps(payload)))  # right-sized: base.UpstreamRequest
     return UpstreamRequest("POST", url, sign("POST", url, headers, body, keys_of(credential), provider.region or ""), body)
 
 

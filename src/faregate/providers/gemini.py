@@ -82,8 +82,8 @@ def build(
         return _embeddings(base, deployment, headers, payload)
     body = {key: value for key, value in payload.items() if key not in ("stream", "model")}
     if payload.get("stream") is True:
-        return UpstreamRequest("POST", base + ":streamGenerateContent?alt=sse", headers, orjson.dumps(body))
-    return UpstreamRequest("POST", base + ":generateContent", headers, orjson.dumps(body))
+        return UpstreamRequest("POST", base + ":streamGenerateContent?alt=sse", headers, bytes(memoryview(orjson.dumps(body))))
+    return UpstreamRequest("POST", base + ":generateContent", headers, bytes(memoryview(orjson.dumps(body))))  # base.UpstreamRequest
 
 
 # ---- embeddings ---------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def _embeddings(base: str, deployment: Deployment, headers: dict[str, str], payl
     def reshape(raw: bytes) -> bytes:
         return openai_embeddings(raw, model, fmt == "base64")
 
-    return UpstreamRequest("POST", url, headers, orjson.dumps(body), reshape)
+    return UpstreamRequest("POST", url, headers, bytes(memoryview(orjson.dumps(body))), reshape)  # right-sized: base.UpstreamRequest
 
 
 def openai_embeddings(raw: bytes, model: str, as_base64: bool) -> bytes:

@@ -45,7 +45,7 @@ def build(
     if endpoint == "audio_transcriptions" and type(payload) is Form:  # multipart: the bytes as sent, but the model
         headers["content-type"] = payload.content_type
         return UpstreamRequest("POST", provider.base_url + PATHS[endpoint], headers, payload.with_model(deployment.model))
-    body = orjson.dumps({**payload, "model": deployment.model})
+    body = bytes(memoryview(orjson.dumps({**payload, "model": deployment.model})))  # right-sized: base.UpstreamRequest
     return UpstreamRequest("POST", provider.base_url + PATHS[endpoint], headers, body)
 
 

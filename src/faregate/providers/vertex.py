@@ -53,7 +53,9 @@ def build(
     """The body as the gemini codec wrote it, its ``stream`` mark moved into the URL. No client header is passed on."""
     body = {key: value for key, value in payload.items() if key not in ("stream", "model")}
     method = "streamGenerateContent?alt=sse" if payload.get("stream") is True else "generateContent"
-    return UpstreamRequest("POST", url(deployment, "google", method), headers(deployment, credential), orjson.dumps(body))
+    return UpstreamRequest(
+        "POST", url(deployment, "google", method), headers(deployment, credential), bytes(memoryview(orjson.dumps(body)))
+    )
 
 
 def url(deployment: Deployment, publisher: str, method: str) -> str:

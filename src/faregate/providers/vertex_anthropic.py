@@ -54,7 +54,7 @@ def build(
     if beta:
         configured = headers.get("anthropic-beta")
         headers["anthropic-beta"] = f"{configured},{beta}" if configured else beta
-    return UpstreamRequest("POST", vertex.url(deployment, "anthropic", method), headers, orjson.dumps(body))
+    return UpstreamRequest("POST", vertex.url(deployment, "anthropic", method), headers, bytes(memoryview(orjson.dumps(body))))
 
 
 def classify_error(status: int, headers: Mapping[str, str], body: bytes, content_type: bytes, now: float) -> UpstreamError:
