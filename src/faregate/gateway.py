@@ -28,6 +28,7 @@ from faregate.credentials.virtual import VirtualKeys
 from faregate.generation import Generation
 from faregate.health import Health
 from faregate.observability import logging as logs
+from faregate.observability import memory
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
 from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
@@ -97,6 +98,7 @@ class Gateway:
         self.spawn(self.tokens.run())
         self.spawn(aws.refresh_forever(lambda: self.keyring.current.generation))  # Bedrock's chain keys, before they expire
         self.spawn(self.spend.run(self.engine))
+        self.spawn(memory.trim_when_idle(lambda: self.metrics.in_flight))  # freed memory back to the system once load falls
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
 
