@@ -31,11 +31,10 @@ from faregate.observability import logging as logs
 from faregate.observability import memory
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
-from faregate.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from faregate.ratelimit import Limiter, LocalLimiter
 from faregate.spendlog import SpendLog, outbox_directory
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
 from faregate.store.db import make_engine
-from faregate.store.redis_bus import RedisBus
 from faregate.store.sqlite_bus import SqliteBus
 from faregate.upstream import Upstream
 
@@ -48,6 +47,8 @@ def make_bus(generation: Generation) -> ControlBus:
     """Redis when ``state.redis`` is set (many instances); else a SQLite file beside the database (one host)."""
     state = generation.state
     if state.redis:
+        from faregate.store.redis_bus import RedisBus  # redis only where state.redis is set
+
         return RedisBus(state.redis)
     return SqliteBus(state_dir(state, generation.source.parent) / "control.db")
 
@@ -55,7 +56,11 @@ def make_bus(generation: Generation) -> ControlBus:
 def make_limiter(generation: Generation) -> Limiter:
     """Rate limits exact across workers and instances with Redis; per worker process without it."""
     redis = generation.state.redis
-    return RedisLimiter(redis) if redis else LocalLimiter()
+    if not redis:
+        return LocalLimiter()
+    from faregate.ratelimit.redis_limiter import RedisLimiter
+
+    return RedisLimiter(redis)
 
 
 class Gateway:

@@ -27,10 +27,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import botocore.credentials
-import botocore.exceptions
-import botocore.session
-
 from faregate.config.schema import CredentialConfig
 from faregate.credentials.refs import RefError, resolve_env_ref
 from faregate.errors import Problem
@@ -73,12 +69,16 @@ def chain(provider: str) -> Credential:
 
 
 def _botocore_chain() -> Any:
+    import botocore.session  # botocore (~5 MiB, 200 modules) only where a bedrock provider uses the chain
+
     return botocore.session.get_session().get_credentials()
 
 
 def mint(minted: Minted, source: Callable[[], Any] = _botocore_chain) -> None:
     """Ask the chain for keys (blocking: files, and the metadata services over HTTP) and put them
     in ``minted``; on failure ``minted.error`` says why (and keys still valid are kept)."""
+    import botocore.exceptions
+
     try:
         boto = source()
         if boto is None:
@@ -114,6 +114,8 @@ def refresh(minted: Minted) -> None:
         if minted.error is not None:
             log.warning(f"AWS credential chain: {minted.error}")
         return
+    import botocore.exceptions
+
     try:
         frozen = boto.get_frozen_credentials()
     except (botocore.exceptions.BotoCoreError, OSError) as exc:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faregate.credentials import google_oauth
 from faregate.errors import CredentialRejected, UpstreamConnectionError, UpstreamError, UpstreamServerError, UpstreamTimeout
 from faregate.generation import Credential, Generation, Minted
 from faregate.types import Secret
@@ -64,11 +63,25 @@ class Kind:
 def _google(credential: Credential, timeout: float) -> tuple[Secret, float]:
     if credential.secret is None:
         raise CredentialRejected(f"credential {credential.label}: no service-account key file")
+    from faregate.credentials import google_oauth  # google-auth (~11 MiB) only where a vertex provider mints
+
     return google_oauth.mint(credential.label, credential.secret, timeout)
 
 
+def _google_key_file(path: str, base_dir: Path) -> Secret:
+    from faregate.credentials import google_oauth
+
+    return google_oauth.read_key_file(path, base_dir)
+
+
+def _google_private(secret: Secret) -> tuple[Secret, ...]:
+    from faregate.credentials import google_oauth
+
+    return google_oauth.private_parts(secret)
+
+
 KINDS: dict[str, Kind] = {  # provider type -> how its credentials mint
-    "vertex": Kind("google_service_account", _google, google_oauth.read_key_file, google_oauth.private_parts),
+    "vertex": Kind("google_service_account", _google, _google_key_file, _google_private),
 }
 _BY_NAME = {kind.name: kind for kind in KINDS.values()}
 KIND_NAMES = frozenset(_BY_NAME)  # the Minted kinds this module mints (others are kept by their own code)

@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, ParserError
 
 from faregate.errors import (
     CredentialRejected,
@@ -211,11 +210,14 @@ class Framing:
     as one SSE event ``data: <JSON>\\n\\n``. A frame longer than ``limit`` bytes, or one that does
     not parse, is an UpstreamProtocolError."""
 
-    __slots__ = ("_buffer", "_pending", "limit")
+    __slots__ = ("_buffer", "_malformed", "_pending", "limit")
 
     def __init__(self, limit: int = sse.MAX_EVENT_BYTES) -> None:
+        from botocore.eventstream import EventStreamBuffer, ParserError  # botocore only once a bedrock stream is read
+
         self.limit = limit
         self._buffer = EventStreamBuffer()
+        self._malformed = ParserError
         self._pending = 0  # bytes fed and not yet part of a complete frame
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -226,7 +228,7 @@ class Framing:
             for message in self._buffer:
                 self._pending -= message.prelude.total_length
                 events.append(_event(message.headers, message.payload))
-        except ParserError as exc:
+        except self._malformed as exc:
             raise UpstreamProtocolError(
                 f"an event-stream frame could not be read ({type(exc).__name__})", code="upstream_malformed_event"
             ) from None

@@ -38,7 +38,8 @@ from faregate.ratelimit.base import (
     headers,
 )
 from faregate.ratelimit.local import LocalLimiter
-from faregate.ratelimit.redis_limiter import RedisLimiter
+
+# RedisLimiter (faregate.ratelimit.redis_limiter) is not imported here: redis (~8 MiB) loads only where state.redis is set
 
 __all__ = [
     "LEASE_SECONDS",
@@ -48,7 +49,6 @@ __all__ = [
     "Limit",
     "Limiter",
     "LocalLimiter",
-    "RedisLimiter",
     "Refused",
     "Ticket",
     "Window",

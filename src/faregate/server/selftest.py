@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-import redis.asyncio as aioredis
 from sqlalchemy import text
 
 from faregate.errors import FaregateError, InvalidRequest
@@ -153,6 +152,8 @@ async def _select(gw: Gateway) -> None:
 
 
 async def _ping(url: str, timeout: float) -> None:
+    import redis.asyncio as aioredis  # only a gateway with state.redis gets here (redis costs ~8 MiB)
+
     client = aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         await client.ping()

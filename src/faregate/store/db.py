@@ -7,12 +7,11 @@ by ``faregate db upgrade``. All SQL elsewhere goes through SQLAlchemy Core with 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -57,7 +56,34 @@ def make_engine(database: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, connect_args={"timeout": 5})
 
 
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(?:"([^"]*)"|None)', re.MULTILINE)
+
+
+def heads() -> frozenset[str]:
+    """The migrations' head revisions, read from the scripts' ``revision`` / ``down_revision``
+    lines (tests/store/test_migration_heads.py checks them against alembic's own reading)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        for name, value in _REVISION.findall(script.read_text()):
+            if value:
+                (revisions if name == "revision" else parents).add(value)
+    return frozenset(revisions - parents)
+
+
+def applied(connection: Connection) -> frozenset[str]:
+    """The revisions the database is at (alembic's ``alembic_version`` table; none: never migrated)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return frozenset()
+    return frozenset(row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version")))
+
+
 def _upgrade(connection: Connection) -> None:
+    if applied(connection) == heads():  # up to date: alembic (~11 MiB, 100 modules) is never imported into the worker
+        return
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
