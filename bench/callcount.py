@@ -29,7 +29,7 @@ from typing import Any
 
 import uvicorn
 
-from bench import lockstep_anthropic, lockstep_responses, lockstep_translated
+from bench import lockstep_anthropic, lockstep_providers, lockstep_responses, lockstep_translated
 from bench.lockstep import LockstepUpstream, OneWrite
 from bench.lockstep import send as _send
 from bench.lockstep import visible_events as _visible_events
@@ -47,12 +47,23 @@ providers:
     type: {type}
     responses: {responses}
     base_url: {upstream}
-    credentials: [{{id: bench, key: "${{BENCH_UPSTREAM_KEY}}"}}]
+    {credentials}
 models:
   m:
     - {{provider: up, model: {model}}}
 """
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5", "responses": "gpt-4o-mini"}  # each diagonal's upstream model (priced)
+MODELS = {  # each kind's upstream model (priced)
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-sonnet-4-5",
+    "responses": "gpt-4o-mini",
+    "gemini": lockstep_providers.GEMINI_MODEL,
+    "bedrock": lockstep_providers.BEDROCK_MODEL,
+}
+KEY = 'credentials: [{id: bench, key: "${BENCH_UPSTREAM_KEY}"}]'
+CREDENTIALS = {  # a kind's credentials line when not KEY: Bedrock's are AWS keys (SigV4), and its region
+    "bedrock": 'credentials: [{id: bench, access_key_id: "${BENCH_UPSTREAM_KEY}", secret_access_key: "${BENCH_UPSTREAM_KEY}"}]\n'
+    "    region: us-east-1",
+}
 TYPES = {"responses": "openai"}  # provider type of a kind that is no type (an openai provider with responses: true)
 MASTER_KEY = "sk-callcount-master"
 
@@ -179,6 +190,7 @@ def _serving(upstream: str, log: bool, kind: str = "openai") -> Iterator[tuple[s
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "faregate.yaml"
         settings = {"type": TYPES.get(kind, kind), "responses": str(kind == "responses").lower(), "model": MODELS[kind]}
+        settings["credentials"] = CREDENTIALS.get(kind, KEY)
         path.write_text(CONFIG.format(upstream=upstream, log=str(log).lower(), state=tmp, **settings))
         asyncio.run(_migrate(f"sqlite:///{tmp}/state.db"))  # as `faregate serve` does: the spend log has its table
         port = free_port()
@@ -232,7 +244,8 @@ def count_calls(
     requests: int = 200, *, stream: bool = False, log: bool = False, chunks: int = 5, kind: str = "openai", client: str | None = None
 ) -> Count:
     """Calls per request through the lockstep upstream; a stream has ``chunks`` content events.
-    ``kind``: the upstream, ``openai``, ``anthropic`` or ``responses``; ``client``: the client's format, the same
+    ``kind``: the upstream, ``openai``, ``anthropic``, ``responses``, ``gemini`` or ``bedrock`` (these two only
+    translated: bench.lockstep_providers); ``client``: the client's format, the same
     by default (a diagonal: /v1/chat/completions to an OpenAI upstream, /v1/messages to an
     Anthropic one, bench.lockstep_anthropic, or /v1/responses to an openai provider with
     ``responses: true``, bench.lockstep_responses), else the translated direction (bench.lockstep_translated)."""

@@ -36,6 +36,7 @@ class LockstepUpstream:
         self.port = int(self._sock.getsockname()[1])
         self.go = threading.Semaphore(0)  # one release per piece the upstream may write
         self.chunks = 5  # content events per stream
+        self.target = b""  # the path of the request being answered
         self._threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True, name="lockstep-upstream").start()
 
@@ -66,6 +67,7 @@ class LockstepUpstream:
                         return
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
+                self.target = head.split(b" ", 2)[1]  # the request's path: a Gemini or Bedrock stream is named there
                 length = 0
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")

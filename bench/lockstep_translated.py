@@ -25,7 +25,13 @@ from bench.lockstep import WAIT, LockstepUpstream
 from faregate.translate import CLIENT_CODECS, PROVIDER_CODECS, StreamTranslator
 from tests.fakes import openai_wire
 
-FORMATS = {"openai": "openai_chat", "anthropic": "anthropic", "responses": "openai_responses"}  # bench kinds -> codec names
+FORMATS = {  # bench kinds -> codec names
+    "openai": "openai_chat",
+    "anthropic": "anthropic",
+    "responses": "openai_responses",
+    "gemini": "gemini",
+    "bedrock": "bedrock_converse",
+}
 
 
 def plan(events: list[bytes], upstream: str, client: str, include_usage: bool) -> list[tuple[bytes, int]]:
@@ -34,9 +40,12 @@ def plan(events: list[bytes], upstream: str, client: str, include_usage: bool) -
     translator = StreamTranslator(PROVIDER_CODECS[FORMATS[upstream]], encoder, "the end")
     groups: list[tuple[bytes, int]] = []
     pending = b""
+    from bench import lockstep_providers  # (it builds on _Grouped, below)
+
     for event in events:
         pending += event
-        made = translator.feed([event]).count(b"\n\n")
+        fed = lockstep_providers.frames_as_events(event) if upstream == "bedrock" else [event]  # a frame: the event framing reads
+        made = translator.feed(fed).count(b"\n\n")
         if made:
             groups.append((pending, made))
             pending = b""
@@ -51,6 +60,7 @@ class _Grouped:
     the client events of each group of the stream being answered (set before its headers)."""
 
     client = "openai"
+    content_type = b"text/event-stream"
     expect: list[int] = []  # noqa: RUF012 - replaced per stream, never mutated
 
     def upstream_events(self, payload: dict[str, Any]) -> list[bytes]:
@@ -59,7 +69,8 @@ class _Grouped:
     def write_stream(self, conn: socket.socket, payload: dict[str, Any], go: Any, upstream: str) -> None:
         groups = plan(self.upstream_events(payload), upstream, self.client, include_usage=False)
         self.expect = [made for _, made in groups]
-        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        conn.sendall(head % self.content_type)
         for piece in [*(group for group, _ in groups), b""]:
             if not go.acquire(timeout=WAIT):
                 raise TimeoutError("the lockstep client stopped releasing the upstream")
@@ -97,18 +108,25 @@ class AnthropicUpstream(_Grouped, lockstep_anthropic.AnthropicLockstepUpstream):
         self.write_stream(conn, payload, self.go, "anthropic")
 
 
-def upstream_for(kind: str, client: str | None = None) -> OpenAIUpstream | AnthropicUpstream:
+def upstream_for(kind: str, client: str | None = None) -> _Grouped:
     """The lockstep upstream of ``kind`` for a client of another format (``client``: the other of
-    openai and anthropic by default; ``responses``: an OpenAI Responses client)."""
-    upstream = OpenAIUpstream() if kind == "openai" else AnthropicUpstream()
+    openai and anthropic by default; ``responses``: an OpenAI Responses client); ``gemini`` and
+    ``bedrock``: bench.lockstep_providers."""
+    from bench import lockstep_providers
+
+    upstream: _Grouped
+    if kind == "gemini":
+        upstream = lockstep_providers.GeminiUpstream()
+    elif kind == "bedrock":
+        upstream = lockstep_providers.BedrockUpstream()
+    else:
+        upstream = OpenAIUpstream() if kind == "openai" else AnthropicUpstream()
     if client is not None and client != kind:
         upstream.client = client
     return upstream
 
 
-def send(
-    conn: http.client.HTTPConnection, upstream: OpenAIUpstream | AnthropicUpstream, body: dict[str, Any], headers: dict[str, str]
-) -> int:
+def send(conn: http.client.HTTPConnection, upstream: _Grouped, body: dict[str, Any], headers: dict[str, str]) -> int:
     """One request in the client's format (``upstream.client``). For a stream, the client releases
     each group of upstream events once it has every client event the gateway makes of the previous one."""
     if upstream.client == "anthropic":

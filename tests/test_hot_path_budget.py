@@ -56,6 +56,22 @@ TRANSLATED = {
     # three done events, completed), 34 per further event
     "responses client to openai upstream": ("openai", "responses", 176, 535, (13, 23), 38),
 }
+# issue 13: the other translated directions of the protocol matrix (bench.lockstep_providers: Gemini and Bedrock
+# upstreams), counted over fewer requests (the count is exact: only its one-offs are spread thinner). Measured
+# plain, stream of the shorter length, per further event: OpenAI client to Gemini 182 / 358 (8 events) / 27;
+# Anthropic client to Gemini 192 / 389 (10) / 29; Responses client to Anthropic 168 / 521 (13) / 31; Responses
+# client to Gemini 181 / 416 (13) / 31; to Bedrock: OpenAI client 181 / 1,027 (8) / 94, Anthropic client 192 /
+# 1,034 (10) / 96, Responses client 180 / 1,085 (13) / 98. A Bedrock stream costs ~3x per event: every binary
+# frame goes through botocore's EventStreamBuffer (prelude, headers and CRCs parsed in Python), ~65 calls a frame.
+MORE_TRANSLATED = {
+    "openai client to gemini upstream": ("gemini", "openai", 200, 395, (8, 18), 30),
+    "anthropic client to gemini upstream": ("gemini", "anthropic", 211, 428, (10, 20), 32),
+    "responses client to anthropic upstream": ("anthropic", "responses", 185, 573, (13, 23), 34),
+    "responses client to gemini upstream": ("gemini", "responses", 199, 458, (13, 23), 34),
+    "openai client to bedrock upstream": ("bedrock", "openai", 199, 1130, (8, 18), 104),
+    "anthropic client to bedrock upstream": ("bedrock", "anthropic", 211, 1137, (10, 20), 106),
+    "responses client to bedrock upstream": ("bedrock", "responses", 198, 1194, (13, 23), 108),
+}
 
 
 def top(result: Count) -> str:
@@ -107,6 +123,19 @@ def test_each_translated_direction_stays_under_its_own_ceilings(direction: str) 
     assert plain.per_request <= plain_ceiling, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
     short = count_calls(requests=100, stream=True, log=True, chunks=5, kind=kind, client=client)
     long = count_calls(requests=100, stream=True, log=True, chunks=15, kind=kind, client=client)
+    per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
+    assert (short.events, long.events) == events
+    assert short.per_request <= stream_ceiling, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
+    assert per_event <= event_ceiling, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+
+
+@pytest.mark.parametrize("direction", sorted(MORE_TRANSLATED))
+def test_each_other_translated_direction_stays_under_its_own_ceilings(direction: str) -> None:
+    kind, client, plain_ceiling, stream_ceiling, events, event_ceiling = MORE_TRANSLATED[direction]
+    plain = count_calls(requests=50, stream=False, log=True, kind=kind, client=client)
+    assert plain.per_request <= plain_ceiling, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
+    short = count_calls(requests=30, stream=True, log=True, chunks=5, kind=kind, client=client)
+    long = count_calls(requests=30, stream=True, log=True, chunks=15, kind=kind, client=client)
     per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
     assert (short.events, long.events) == events
     assert short.per_request <= stream_ceiling, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
