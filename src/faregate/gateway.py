@@ -36,6 +36,7 @@ from faregate.spendlog import SpendLog, outbox_directory
 from faregate.store.base import BusError, ControlBus, TeamChanged, VirtualKeyChanged
 from faregate.store.db import make_engine
 from faregate.store.sqlite_bus import SqliteBus
+from faregate.turns import Turns
 from faregate.upstream import Upstream
 
 log = logging.getLogger("faregate.gateway")
@@ -84,6 +85,7 @@ class Gateway:
         self.metrics_dir = metrics_dir
         self.access_log = logs.AccessLog()
         self.spend = SpendLog(outbox_directory(generation.state), self.metrics)
+        self.turns = Turns()  # how many new requests one loop turn may start (faregate.turns)
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
         self.pid = os.getpid()

@@ -14,6 +14,7 @@ from faregate.errors import UpstreamConnectionError, UpstreamError, UpstreamProt
 from faregate.http1 import Connection, ConnectionLost, Http1Error, Origin, Pool, request_head, split_url
 from faregate.providers.base import UpstreamRequest
 from faregate.proxies import Proxies
+from faregate.turns import Turns
 
 HEARTBEAT = b""  # yielded by ``Reply.chunks`` when the upstream was silent for a heartbeat interval
 
@@ -127,6 +128,7 @@ class Upstream:
         self._ssl_context = ssl_context
         self._forwarding = self._proxies.http is not None  # plain-HTTP requests may change form (absolute target)
         self._pool = Pool(self._proxies, ssl_context)
+        self.replies = Turns()  # replies whose headers arrived, taken on a few per loop turn (faregate.turns)
 
     async def start(self) -> None:
         return None
@@ -185,6 +187,13 @@ class Upstream:
                 if location is None:
                     raise UpstreamProtocolError(f"upstream answered {conn.status}, which has no reply faregate can pass on")
                 raise UpstreamProtocolError(f"upstream answered {conn.status} redirect to {location!r}; redirects are not followed")
+            waiter = self.replies.admit()
+            if waiter is not None:  # many replies at once: the rest of this request runs in a later turn
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    conn.close()
+                    raise
             return Reply(conn, self._pool, timeout)
         raise AssertionError("unreachable")
 

@@ -90,6 +90,9 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
 
     async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange(request_id=secrets.token_hex(12), endpoint=endpoint, started=time.perf_counter(), format=fmt)
+        waiter = gw.turns.admit()
+        if waiter is not None:  # a burst: start in a later loop turn, after the running streams' frames (faregate.turns)
+            await waiter
         if free:
             ex.tokens = 0
         if forward:
