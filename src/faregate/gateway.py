@@ -131,7 +131,7 @@ class Gateway:
         await self.limiter.close()
         if self.engine is not None:
             await self.engine.dispose()
-        self.access_log.flush()
+        self.access_log.close()  # the last lines, written by the log's own thread
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """The one place background work starts; tasks are kept and cancelled at stop."""
