@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +208,19 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+async def _pump(chunks: AsyncIterator[bytes], watcher: asyncio.Future[None], ex: Exchange, send: Send) -> None:
+    """The frames of one stream, in a task of its own: an upstream read then resumes only this short
+    chain (pump, relay, reply, connection), not the whole ASGI stack above the handler (uvicorn's
+    cycle, its proxy-headers middleware, the error guard, the router, the handler): 16 Python calls
+    per SSE event instead of 20 (``python -m bench.callcount``)."""
+    async for data in chunks:
+        if watcher.done():
+            ex.status, ex.error_code = 499, "client_disconnected"
+            break
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send, ids: tuple[bytes, ...] = ()) -> None:
     """Send SSE bytes as they come: each upstream read is one ASGI send, written at once."""
     assert answer.stream is not None
@@ -216,12 +229,8 @@ async def stream(answer: Answer, ex: Exchange, receive: Receive, send: Send, ids
     watcher = asyncio.ensure_future(_disconnected(receive))
     chunks = answer.stream
     try:
-        async for data in chunks:
-            if watcher.done():
-                ex.status, ex.error_code = 499, "client_disconnected"
-                break
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # cancelling this request cancels the pump, and resumes here only once the pump has ended
+        await asyncio.ensure_future(_pump(chunks, watcher, ex, send))
     finally:
         watcher.cancel()
         await chunks.aclose()  # type: ignore[attr-defined]
