@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -108,6 +109,11 @@ class Gateway:
         self.spawn(memory.trim_when_idle(lambda: self.metrics.in_flight))  # freed memory back to the system once load falls
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
+        # What start-up built (modules, the generation, pools, pydantic's schema) lives as long as the
+        # worker: collected once now, then frozen out of every later collection, which otherwise walks
+        # all ~130k of them in one loop turn (a full collection: ~105 ms of CPU; frozen: ~0.01 ms).
+        gc.collect()
+        gc.freeze()
 
     def _key_changed(self, event: VirtualKeyChanged | TeamChanged | None) -> None:
         if self.keys is None:
