@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import scenreport
 from bench.mock import STREAM_EVENTS
 from bench.targets import LITELLM_VENV
 
@@ -273,8 +274,8 @@ def _lag_notes(results: list[Result]) -> list[str]:
     ]
 
 
-def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result]) -> tuple[str, Result]:
-    """Markdown report and the JSON document for one run."""
+def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result], scenarios: Result | None = None) -> tuple[str, Result]:
+    """Markdown report and the JSON document for one run (``scenarios``: bench.scenrun's document)."""
     direct = next((r for r in results if r["name"] == "direct" and not r["error"]), None)
     ms = {r["name"]: metrics(r, direct) for r in results}
     lines = ["# faregate benchmark", "", "## Machine", ""]
@@ -287,8 +288,9 @@ def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result]
         "",
         "- " + ", ".join(f"{k}={v}" for k, v in settings.items()),
     ]
-    lines += ["", "## Results", "", HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
-    lines += [_row(r["name"], ms[r["name"]], r["workers"]) for r in results]
+    if results:  # none when only the issue-13 scenarios ran (--scenarios)
+        lines += ["", "## Results", "", HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
+        lines += [_row(r["name"], ms[r["name"]], r["workers"]) for r in results]
     rough = [name for name, m in ms.items() if m["cpu_rough"]]
     if rough:
         lines += [
@@ -309,6 +311,10 @@ def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result]
     if any(name in ms for name, _, _ in MATRIX):
         table, matrix = matrix_table(ms)
         lines += ["", "## Protocol matrix (CPU against the diagonals)", "", table]
+    scenario_goals: list[Result] = []
+    if scenarios:
+        scen_lines, scenario_goals = scenreport.render(scenarios)
+        lines += scen_lines
     doc = {
         "machine": info,
         "settings": settings,
@@ -316,5 +322,7 @@ def render(info: dict[str, Any], settings: dict[str, Any], results: list[Result]
         "goals": goals,
         "matrix": matrix,
         "targets": results,
+        "scenarios": scenarios,
+        "scenario_goals": scenario_goals,
     }
     return "\n".join(lines) + "\n", doc

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import orjson
 
@@ -22,6 +23,10 @@ from bench import httpcheck, mock
 from bench.phases import Settings, measure
 from bench.procs import ProcGroup, free_port
 from bench.report import machine_info, render
+from bench.scenarios import NAMES as SCENARIOS
+from bench.scenarios import QUICK as QUICK_SCENARIOS
+from bench.scenarios import ScenSettings
+from bench.scenrun import run_scenarios
 from bench.targets import BENCH_DIR, DIRECT_PATHS, REPO, UPSTREAM_KEY, base_env, build_targets
 
 RECORD_OUT = BENCH_DIR / "results"  # tracked: written only with --record
@@ -33,9 +38,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare", action="store_true", help="also measure LiteLLM Proxy")
     p.add_argument("--quick", action="store_true", help="short smoke run (~2-3 s per phase)")
     p.add_argument("--targets", default="", help="comma-separated subset of target names")
-    p.add_argument("--duration", type=float, help="seconds per wrk phase (default 10)")
-    p.add_argument("--open-duration", type=float, help="seconds per open-loop phase (15)")
-    p.add_argument("--warmup", type=float, help="seconds of wrk warm-up per target (3)")
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"only these issue-13 scenarios ({','.join(SCENARIOS)}), without the wrk/open-loop phases; 'none': only those phases",
+    )
+    p.add_argument("--duration", type=float, help="seconds per wrk phase (default 5)")
+    p.add_argument("--open-duration", type=float, help="seconds per open-loop phase (5)")
+    p.add_argument("--warmup", type=float, help="seconds of wrk warm-up per target (2)")
     p.add_argument("--conns", default="1,32,128", help="wrk connection counts for plain")
     p.add_argument("--stream-conns", type=int, default=32, help="wrk connections for streams")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (capped at conns)")
@@ -47,8 +57,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     a = p.parse_args(argv)
-    if a.record and (a.quick or a.out is not None):
-        p.error("--record writes the tracked record of a full run: not with --quick or --out")
+    if a.record and (a.quick or a.out is not None or a.scenarios is not None):
+        p.error("--record writes the tracked record of a full run: not with --quick, --out or --scenarios")
+    wanted = [n.strip() for n in (a.scenarios or "").split(",") if n.strip() and n.strip() != "none"]
+    if set(wanted) - set(SCENARIOS):
+        p.error(f"unknown scenario(s): {', '.join(sorted(set(wanted) - set(SCENARIOS)))}")
+    a.phases = a.scenarios is None or a.scenarios.strip() == "none"
+    a.scenario_list = list(SCENARIOS) if a.scenarios is None else wanted
     return a
 
 
@@ -69,10 +84,10 @@ def _settings(a: argparse.Namespace) -> Settings:
         wrk=a.wrk,
         conns=tuple(int(c) for c in a.conns.split(",") if c.strip()),
         stream_conns=a.stream_conns,
-        wrk_duration=pick(a.duration, 10.0, 2.0),
+        wrk_duration=pick(a.duration, 5.0, 2.0),
         wrk_threads=a.threads,
-        warmup=pick(a.warmup, 3.0, 1.0),
-        open_duration=pick(a.open_duration, 15.0, 3.0),
+        warmup=pick(a.warmup, 2.0, 1.0),
+        open_duration=pick(a.open_duration, 5.0, 3.0),
         plain_rate=a.plain_rate,
         stream_rate=a.stream_rate,
         settle=0.2 if quick else 0.5,
@@ -89,8 +104,26 @@ def _run(
     tmp: Path,
     pg: ProcGroup,
     results: list[dict[str, object]],
+    scenarios: dict[str, Any],
 ) -> None:
-    """Start the mock, then measure each target in turn, appending to ``results``."""
+    """The wrk/open-loop phases (each target in turn, appending to ``results``), then the issue-13
+    scenarios on the C rig (into ``scenarios``)."""
+    wanted = {n.strip() for n in a.targets.split(",") if n.strip()}
+    if a.phases:
+        _run_phases(a, s, tmp, pg, results, wanted)
+    if a.scenario_list:
+        scen = QUICK_SCENARIOS if a.quick else ScenSettings()
+        run_scenarios(a.scenario_list, wanted, a.compare, a.nginx, tmp, pg, scen, scenarios)
+
+
+def _run_phases(
+    a: argparse.Namespace,
+    s: Settings,
+    tmp: Path,
+    pg: ProcGroup,
+    results: list[dict[str, object]],
+    wanted: set[str],
+) -> None:
     prefix = tmp / "mock"
     prefix.mkdir()
     port = free_port()
@@ -106,7 +139,6 @@ def _run(
         raise RuntimeError(f"mock upstream did not start: {why}\n{proc.log_tail()}")
     mock_startup = time.monotonic() - proc.started
     targets = build_targets(tmp, port, a.nginx, a.compare)
-    wanted = {n.strip() for n in a.targets.split(",") if n.strip()}
     if wanted:
         unknown = wanted - {t.name for t in targets}
         if unknown:
@@ -136,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="faregate-bench-"))
     pg = ProcGroup()
     results: list[dict[str, object]] = []
+    scenarios: dict[str, Any] = {}
     interrupted = False
     try:
-        _run(a, s, tmp, pg, results)
+        _run(a, s, tmp, pg, results, scenarios)
     except KeyboardInterrupt:
         interrupted = True
         print("[bench] interrupted; stopping children", file=sys.stderr)
@@ -148,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] configs and logs kept in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    if interrupted and not results:
+    if interrupted and not results and not scenarios:
         return 130
     settings = asdict(s) | {
         "quick": a.quick,
         "compare": a.compare,
         "interrupted": interrupted,
+        "scenarios": a.scenario_list,
     }
-    md, doc = render(machine_info(a.nginx, a.wrk, a.compare), settings, results)
+    md, doc = render(machine_info(a.nginx, a.wrk, a.compare), settings, results, scenarios or None)
     out = results_dir(a, interrupted)
     out.mkdir(parents=True, exist_ok=True)
     stem = "interrupted" if interrupted else "latest"  # a partial run never replaces latest
@@ -165,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] written to {out / stem}.md and .json", file=sys.stderr)
     if interrupted:
         return 130
-    return 1 if any(r["error"] for r in results) else 0
+    return 1 if any(r["error"] for r in results) or scenarios.get("errors") else 0
 
 
 if __name__ == "__main__":
