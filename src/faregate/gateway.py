@@ -23,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from faregate.config.state import state_dir
 from faregate.control import Controller
 from faregate.credentials import aws
-from faregate.credentials.keyring import Keyring, build
+from faregate.credentials.keyring import Keyring, Snapshot, build
 from faregate.credentials.minted import Refresher
 from faregate.credentials.virtual import VirtualKeys
 from faregate.generation import Generation
 from faregate.health import Health
 from faregate.observability import logging as logs
-from faregate.observability import memory
+from faregate.observability import memory, tracing
 from faregate.observability.metrics import Labels, Metrics, read_snapshots, render, write_snapshot
 from faregate.pipeline import Exchange, Pipeline
 from faregate.ratelimit import Limiter, LocalLimiter
@@ -91,10 +91,13 @@ class Gateway:
         self.started = time.time()
         self.pid = os.getpid()
         self._misconfigured_shown = False  # the last metrics snapshot showed a misconfigured deployment
+        self.tracer: tracing.Tracer | None = None  # observability.otlp (None: off, and no hook runs)
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.upstream.start()
+        self._tracing(self.keyring.current)  # opentelemetry is imported only when observability.otlp is set
+        self.keyring.listeners.append(self._tracing)
         self.engine = make_engine(self.keyring.current.generation.state.database)
         self.keys = VirtualKeys(self.engine)
         self.control.key_listeners.append(self._key_changed)
@@ -138,6 +141,12 @@ class Gateway:
         if self.engine is not None:
             await self.engine.dispose()
         self.access_log.close()  # the last lines, written by the log's own thread
+        if self.tracer is not None:  # the last spans exported (bounded: tracing.CLOSE_SECONDS)
+            await asyncio.to_thread(self.tracer.close)
+
+    def _tracing(self, snap: Snapshot) -> None:
+        """A (re)load: requests that start from now on are traced as its observability.otlp says."""
+        self.tracer = tracing.swap(self.tracer, snap.generation.otlp)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """The one place background work starts; tasks are kept and cancelled at stop."""
@@ -148,6 +157,8 @@ class Gateway:
     # per request ---------------------------------------------------------------------------------
     def finish(self, ex: Exchange, now: float) -> None:
         """Record a finished request: metrics and the one log line."""
+        if ex.trace is not None:
+            ex.trace.finish(ex)
         elapsed = now - ex.started
         model = ex.model or "-"
         if ex.model and (ex.generation is None or ex.model not in ex.generation.models):

@@ -126,6 +126,16 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class Otlp:
+    """``observability.otlp`` with its references resolved (``keyring.build``): where traces go."""
+
+    endpoint: str
+    headers: tuple[tuple[str, Secret | str], ...]  # sent with every export; a value holding a reference is a Secret
+    sample_ratio: float
+    record_content: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Generation:
     id: str
     loaded_at: float
@@ -139,6 +149,7 @@ class Generation:
     policy: Policy
     prices: Mapping[str, Price]
     watched_files: tuple[Path, ...]
+    otlp: Otlp | None = None  # observability.otlp (None: tracing off; faregate.observability.tracing)
     _redactor: Redactor | None = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     def secrets(self) -> tuple[Secret, ...]:
@@ -219,6 +230,7 @@ def compile_generation(
     watched_files: tuple[Path, ...],
     state: StateConfig | None = None,
     secret_headers: Mapping[str, tuple[SecretHeader, ...]] | None = None,
+    otlp: Otlp | None = None,
 ) -> Generation:
     """Build the generation from a validated config and already-resolved secrets. Pure but for the clock.
     ``state``: the config's state section with its paths resolved and references expanded (default: as written)."""
@@ -267,6 +279,7 @@ def compile_generation(
         policy=policy,
         prices=MappingProxyType(prices),
         watched_files=watched_files,
+        otlp=otlp,
     )
 
 

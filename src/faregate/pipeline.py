@@ -33,6 +33,7 @@ from faregate.errors import (
 )
 from faregate.generation import Credential, Deployment, Generation, Policy
 from faregate.health import Health
+from faregate.observability.tracing import Trace
 from faregate.outcomes import Outcomes, closest, misconfigured, unknown_model_message
 from faregate.providers import BY_MODEL, CONVERSATION, LOCAL, SPEAKERS, SUPPORTED, TRANSPORTS, endpoint_for, mock, native, openai, sse
 from faregate.providers.base import Framing, StreamWatch, Transport
@@ -77,6 +78,7 @@ class Exchange:
     dropped: tuple[str, ...] = ()  # request fields the answering deployment's format could not carry: x-faregate-dropped
     translator: Translator | None = None  # off the diagonal: the client's request, decoded once (translate.py)
     translated: bool = False  # the answering attempt went through the neutral model (the access log's "translated")
+    trace: Trace | None = None  # observability.otlp on: this request's spans (observability/tracing.py)
 
 
 @dataclass(slots=True)
@@ -183,6 +185,8 @@ class Pipeline:
                 return await self._attempt(snap, ex, dep, payload), snap
             except UpstreamError as err:
                 ex.failures.append((dep.label, type(err).__name__))
+                if ex.trace is not None:
+                    ex.trace.attempt_failed(err)
                 if isinstance(err, UpstreamModelMissing):  # misconfigured (_attempt): the client's error names it apart
                     outcomes.misnamed[dep.label] = (prefix, dep)
                     return None, snap
@@ -212,6 +216,8 @@ class Pipeline:
             raise CredentialRejected(pool.unusable_reason(now))
         ex.deployment, ex.credential = dep, credential
         ex.attempts += 1
+        if ex.trace is not None:
+            ex.trace.attempt_started(ex, dep, credential, payload)
         gen = snap.generation
         policy = gen.policy
         latency: float | None = None  # seconds from sending to the reply's headers, for health
@@ -238,6 +244,8 @@ class Pipeline:
                 if credential.minted is not None:  # a token minted from the key (vertex): there at once, else waited for once
                     await minted.ready(credential, gen, min(provider.timeout, minted.WAIT_SECONDS))
                 request = transport.build(endpoint, dep, credential, payload, ex.client_headers)
+                if ex.trace is not None:  # the attempt span's traceparent upstream
+                    ex.trace.inject(request.headers)
                 sent = time.perf_counter()
                 reply = await self.upstream.send(request, connect_timeout=provider.connect_timeout, timeout=provider.timeout)
                 latency = time.perf_counter() - sent

@@ -21,7 +21,7 @@ from faregate.credentials import aws, minted
 from faregate.credentials.pool import CredentialPool
 from faregate.credentials.refs import RefError, expand_env, expand_header, resolve_env_ref, resolve_key_file
 from faregate.errors import ConfigError, Problem
-from faregate.generation import Credential, Generation, SecretHeader, compile_generation
+from faregate.generation import Credential, Generation, Otlp, SecretHeader, compile_generation
 from faregate.routing import dead_fallbacks
 from faregate.types import Secret
 
@@ -92,6 +92,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         problems.extend(base_url_problems(name, provider.type, base_urls[name]))
     master_key = _master_key(config, env, problems)
     redis_url = _expand("state.redis", config.state.redis, env, problems)
+    otlp = _otlp(config, env, problems)
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     generation = compile_generation(
@@ -104,6 +105,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         watched_files=tuple(dict.fromkeys(watched)),
         state=resolve_state(config.state, base_dir).model_copy(update={"redis": redis_url}),
         secret_headers=secret_headers,
+        otlp=otlp,
     )
     problems.extend(dead_fallbacks(generation))
     problems.extend(aws.prepare(generation))  # Bedrock's AWS chain: minted at load, never on a request
@@ -144,6 +146,33 @@ def _expand(path: str, value: str | None, env: Mapping[str, str] | None, problem
     except RefError as exc:
         problems.append(Problem(path, str(exc)))
         return None
+
+
+def _otlp(config: Config, env: Mapping[str, str] | None, problems: list[Problem]) -> Otlp | None:
+    """``observability.otlp`` resolved: the endpoint may be a reference, header values may hold them
+    (``Bearer ${NAME}``: a Secret, never logged); the same rules as a provider's headers."""
+    otlp = config.observability.otlp
+    if otlp is None:
+        return None
+    endpoint = _expand("observability.otlp.endpoint", otlp.endpoint, env, problems)
+    headers: list[tuple[str, Secret | str]] = []
+    for header, value in otlp.headers.items():
+        path = f"observability.otlp.headers.{header}"
+        if not _TOKEN.fullmatch(header):
+            problems.append(Problem(path, "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)"))
+            continue
+        try:
+            headers.append((header.lower(), expand_header(header, value, env)[0]))
+        except RefError as exc:
+            problems.append(Problem(path, str(exc)))
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        problems.append(
+            Problem("observability.otlp.endpoint", "not an http:// or https:// URL (OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces)")
+        )
+        endpoint = None
+    if endpoint is None:
+        return None
+    return Otlp(endpoint=endpoint, headers=tuple(headers), sample_ratio=otlp.sample_ratio, record_content=otlp.record_content)
 
 
 def _master_key(config: Config, env: Mapping[str, str] | None, problems: list[Problem]) -> Secret | None:

@@ -95,6 +95,8 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
             await waiter
         if free:
             ex.tokens = 0
+        if gw.tracer is not None:  # observability.otlp: the request span, child of the client's traceparent
+            ex.trace = gw.tracer.begin(ex, scope["headers"], scope["method"], scope["path"])
         if forward:
             ex.client_headers = _forwarded(scope["headers"], forward)
         if gw.control.stale():  # this worker was paused or starved: apply pending reloads first
@@ -126,6 +128,8 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
                 await send_error(send, err, reply_headers(ex, ids), encode)
                 return
             ex.status = answer.status
+            if ex.trace is not None:
+                ex.trace.answer(fmt, answer)
             if answer.stream is None:
                 await send_bytes(send, answer.status, answer.body, answer.content_type, reply_headers(ex, ids))
             else:
