@@ -135,6 +135,7 @@ class Controller:
         self.last_tick = time.monotonic()
         self.last_error = ""
         self.key_listeners: list[KeyListener] = []
+        self.purge_listeners: list[Callable[[], None]] = []  # called on a purge (POST /cache/purge): per-worker caches
         self.applied = Mark("", 0)  # every bus event up to here is applied (and key events are in the key cache)
         self.beat_at = time.monotonic()  # when the last heartbeat that reached the registry was taken
         self._suspect = False  # others may have stopped waiting for this worker: check the bus head before trusting the cache
@@ -161,6 +162,8 @@ class Controller:
         self.health.forget_misconfigured()  # misnamed deployments get their chance again: the config may have fixed them
         if purge:
             self.health.clear()
+            for listener in self.purge_listeners:  # the response cache this worker holds
+                listener()
         change = "unchanged" if snap.generation.id == previous else f"replaces {previous}"
         log.info(f"generation {snap.generation.id} loaded ({change})")
         if snap.generation.server.cors is not None and not self._cors_at_start:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate.cache.stores import make_store
 from faregate.config.state import state_dir
 from faregate.control import Controller
 from faregate.credentials import aws
@@ -77,11 +78,13 @@ class Gateway:
         self.upstream = Upstream()
         self.limiter = make_limiter(generation)
         self.pipeline = Pipeline(self.health, self.upstream, current=lambda: self.keyring.current, limiter=self.limiter)
+        self.cache = make_store(generation.state.redis)  # the response cache: Redis, else this worker's bounded store
         self.engine: AsyncEngine | None = None
         self.keys: VirtualKeys | None = None
         self.control = Controller(
             self.keyring, self.health, self.upstream, make_bus(generation), instance or f"{socket.gethostname()}-{os.getpid()}"
         )
+        self.control.purge_listeners.append(self.cache.clear_local)  # POST /cache/purge, announced by another worker
         self.metrics = Metrics()
         self.metrics_dir = metrics_dir
         self.access_log = logs.AccessLog()
@@ -138,6 +141,7 @@ class Gateway:
         await self.control.bus.close()
         await self.upstream.close()
         await self.limiter.close()
+        await self.cache.close()
         if self.engine is not None:
             await self.engine.dispose()
         self.access_log.close()  # the last lines, written by the log's own thread
@@ -197,6 +201,10 @@ class Gateway:
             m.inc("faregate_unpriced_requests_total", labels)
         for label, kind in ex.failures:
             m.inc("faregate_upstream_errors_total", (label, kind))
+        if ex.cache is not None:  # the model's response cache is on
+            m.inc("faregate_cache_total", (model, ex.cache))
+            if ex.saved_cost:
+                m.inc("faregate_cache_saved_usd_total", (model,), ex.saved_cost)
         self.spend.record(spend_row(ex, elapsed))
         if self.keyring.current.generation.server.log_requests:
             self.access_log.record(
@@ -224,6 +232,8 @@ class Gateway:
                     "prompt_tokens": usage.prompt_tokens if usage else None,
                     "completion_tokens": usage.completion_tokens if usage else None,
                     "cost_usd": ex.cost,
+                    "cache": ex.cache,
+                    "saved_usd": ex.saved_cost,
                 }
             )
 

@@ -79,6 +79,8 @@ class Exchange:
     translator: Translator | None = None  # off the diagonal: the client's request, decoded once (translate.py)
     translated: bool = False  # the answering attempt went through the neutral model (the access log's "translated")
     trace: Trace | None = None  # observability.otlp on: this request's spans (observability/tracing.py)
+    cache: str | None = None  # response cache (server/cached.py): hit | miss | no_cache | no_store | uncacheable; None: off
+    saved_cost: float | None = None  # a cache hit: what the cached answer cost when it was fetched (this request cost 0)
 
 
 @dataclass(slots=True)

@@ -46,6 +46,12 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "faregate_cost_usd_total": ("counter", "Priced cost of answered requests in USD", ("model", "format", "provider_type")),
     "faregate_upstream_errors_total": ("counter", "Failed upstream attempts by deployment and error class", ("deployment", "class")),
+    "faregate_cache_total": (
+        "counter",
+        "Response cache lookups by result (hit, miss, no_cache, no_store, uncacheable)",
+        ("model", "result"),
+    ),
+    "faregate_cache_saved_usd_total": ("counter", "What the answers served from the response cache cost when fetched", ("model",)),
     "faregate_usage_anomalies_total": ("counter", "Replies whose reported usage was invalid (then priced as unknown)", ("deployment",)),
     "faregate_unpriced_requests_total": (
         "counter",

@@ -73,6 +73,7 @@ def _coordinated(purge: bool) -> Any:
         try:
             authenticate_admin(gw.keyring.current, scope)
             timeout = await _timeout(scope, receive)
+            purged = await gw.cache.purge() if purge else None  # the response cache: this worker's, or faregate's keys in Redis
             outcome = await gw.control.reload_all(timeout, purge=purge)
         except ConfigError as exc:
             errors = [str(p) for p in exc.problems if p.severity == "error"]
@@ -87,6 +88,8 @@ def _coordinated(purge: bool) -> Any:
             await send_error(send, err)
             return
         body = _outcome_body(outcome)
+        if purge:
+            body["response_cache"] = {"purged": purged} if purged is not None else {"error": "redis unreachable: not purged"}
         if not outcome.ok:
             body["error"] = {
                 "message": "not every worker confirmed the new generation: " + "; ".join(outcome.laggards),

@@ -25,7 +25,7 @@ from faregate.errors import FaregateError, KeyStoreUnavailable, PermissionDenied
 from faregate.gateway import Gateway
 from faregate.pipeline import Answer, Exchange
 from faregate.ratelimit import Limit
-from faregate.server import validate
+from faregate.server import cached, validate
 from faregate.server.auth import authenticate
 from faregate.server.http import ErrorEncoder, Headers, Receive, Scope, Send, header, read_body, send_bytes, send_error
 from faregate.types import Endpoint
@@ -78,6 +78,8 @@ def reply_headers(ex: Exchange, ids: tuple[bytes, ...] = ()) -> Headers:
             headers.append((b"x-faregate-estimated", b"true"))
         if ex.dropped:  # translated: what the deployment's format could not carry (drop_params, thinking signatures)
             headers.append((b"x-faregate-dropped", ",".join(ex.dropped).encode()))
+    if ex.cache is not None:  # the model's response cache is on
+        headers.append((b"x-faregate-cache", b"hit" if ex.cache == "hit" else b"miss"))
     return headers
 
 
@@ -105,6 +107,8 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
         ex.generation = snap.generation
         gw.metrics.in_flight += 1
         reservation: limits.Reservation | None = None
+        pending: cached.Pending | None = None
+        hit: Answer | None = None
         try:
             try:
                 principal = await authenticate(gw, snap, scope)
@@ -114,13 +118,16 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
                 payload = parse(endpoint, body) if form is None else form(body, header(scope, b"content-type"))
                 del body  # the payload has what is needed: the bytes would stay allocated as long as the request (bench.allocations)
                 ex.model, ex.stream = payload["model"], payload.get("stream") is True
+                if principal is not None and not principal.allows(ex.model):
+                    raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
+                route = snap.generation.models.get(ex.model)
+                if route is not None and route.cache_ttl is not None:  # the response cache (server/cached.py)
+                    pending, hit = await cached.lookup(gw, ex, payload, scope, route.cache_ttl)
                 if principal is not None:
-                    if not principal.allows(ex.model):
-                        raise PermissionDenied(f"this API key may not use the model '{ex.model}'", param="model")
-                    await _rate_limit(gw, principal, ex, payload)
-                    if not free:
+                    await _rate_limit(gw, principal, ex, payload)  # a hit counts as a request, with 0 tokens
+                    if not free and hit is None:
                         reservation = await _admit(gw, principal, snap, ex.model, payload)
-                answer = await gw.pipeline.run(snap, ex, payload)
+                answer = hit or await gw.pipeline.run(snap, ex, payload)
                 if free and answer.status < 300:
                     ex.cost = 0.0  # counting tokens and moderating are free
             except FaregateError as err:
@@ -132,8 +139,14 @@ def proxy(endpoint: Endpoint, front: Front = OPENAI) -> Handler:
                 ex.trace.answer(fmt, answer)
             if answer.stream is None:
                 await send_bytes(send, answer.status, answer.body, answer.content_type, reply_headers(ex, ids))
-            else:
+                if pending is not None:
+                    await cached.keep(gw, pending, ex, answer)
+            elif pending is None:
                 await stream(answer, ex, receive, send, ids)
+            else:  # a miss to keep: captured as it is relayed, kept if it ended cleanly
+                capture = cached.Capture()
+                await stream(capture.around(answer), ex, receive, send, ids)
+                await cached.keep_stream(gw, pending, ex, capture)
         finally:
             gw.metrics.in_flight -= 1
             if ex.usage is not None and ex.usage.anomaly is not None:  # invalid counts: the usage is unknown from here on
