@@ -330,4 +330,7 @@ def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:
         "error_code": ex.error_code,
         "fallback_from": ex.fallback_from,
         "attempts": ex.attempts,
+        "generation": ex.generation.id if ex.generation else None,
+        "failures": "; ".join([f"{label}: {kind}" for label, kind in ex.failures]) if ex.failures else None,
+        "upstream_request_id": ex.upstream_request_id,
     }

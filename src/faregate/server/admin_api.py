@@ -7,13 +7,12 @@ from typing import Any
 
 import orjson
 
+from faregate import fleet
 from faregate.control import ReloadOutcome
-from faregate.credentials import minted
 from faregate.errors import ConfigError, FaregateError, InvalidRequest
 from faregate.gateway import Gateway
 from faregate.server.auth import authenticate_admin
 from faregate.server.http import Receive, Scope, Send, read_body, send_bytes, send_error
-from faregate.store.base import BusError, WorkerInfo
 
 JSON = b"application/json"
 DEFAULT_ACK_TIMEOUT = 10.0
@@ -38,30 +37,12 @@ async def _timeout(scope: Scope, receive: Receive) -> float:
     return float(value)
 
 
-def worker_row(w: WorkerInfo, now: float, live: bool, on_generation: bool | None = None) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": w.id,
-        "instance": w.instance,
-        "pid": w.pid,
-        "generation": w.generation,
-        "credentials": list(w.credentials),
-        "started": w.started,
-        "last_heartbeat_age_s": round(now - w.heartbeat, 3),
-        "live": live,
-        "bus": w.bus,
-        "last_reload_error": w.error or None,
-    }
-    if on_generation is not None:
-        row["on_new_generation"] = on_generation
-    return row
-
-
 def _outcome_body(outcome: ReloadOutcome) -> dict[str, Any]:
     now = time.time()
     return {
         "ok": outcome.ok,
         "generation": outcome.generation,
-        "workers": [worker_row(w, now, True, done) for w, done in outcome.workers],
+        "workers": [fleet.worker_row(w, now, True, done) for w, done in outcome.workers],
         "laggards": outcome.laggards,
         "warnings": [str(p) for p in outcome.warnings],
         "bus": outcome.bus,
@@ -119,50 +100,15 @@ async def _refused(gw: Gateway, scope: Scope, send: Send) -> bool:
 async def workers(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     if await _refused(gw, scope, send):
         return
-    now = time.time()
-    try:
-        rows = [worker_row(w, now, gw.control.is_live(w, now)) for w in await gw.control.bus.workers()]
-        bus = gw.control.bus_status
-    except BusError as exc:
-        rows = [worker_row(gw.control.info(), now, True)]  # the bus is down: this worker can only speak for itself
-        bus = f"degraded: {exc}"
+    rows, bus = await fleet.worker_rows(gw)
     body = {"this_worker": gw.control.worker_id, "generation": gw.keyring.current.generation.id, "bus": bus, "workers": rows}
     await _send_json(send, 200, body)
 
 
 async def credentials(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Every credential of the current generation, with its state here and its traffic summed over
-    every live worker (so a retiring key can be watched draining to zero). Never the secret."""
+    every live worker (``fleet.credential_rows``). Never the secret."""
     if await _refused(gw, scope, send):
         return
-    now = time.time()
-    try:
-        live = [w for w in await gw.control.live_workers() if w.id != gw.control.worker_id]
-    except BusError:
-        live = []
-    own = gw.control.info()
-    rows = []
-    for name, pool in gw.keyring.current.pools.items():
-        for credential, state, reason, requests, last_used in pool.report(now):
-            total, last = requests, last_used
-            for w in live:
-                seen = w.usage.get(credential.label)
-                if seen is not None:
-                    total += int(seen[2])  # type: ignore[call-overload]
-                    if seen[3] is not None and (last is None or float(seen[3]) > last):  # type: ignore[arg-type]
-                        last = float(seen[3])  # type: ignore[arg-type]
-            rows.append(
-                {
-                    "provider": name,
-                    "id": credential.id,
-                    "fingerprint": credential.label,
-                    "retiring": credential.retiring,
-                    "state": state,
-                    "reason": reason or None,
-                    "requests_since_load": total,
-                    "last_used": last,
-                    # a minted credential (vertex): its token here, never the token itself (this worker's: each mints its own)
-                    "token": minted.describe(credential.minted, now) if credential.minted is not None else None,
-                }
-            )
-    await _send_json(send, 200, {"generation": own.generation, "workers_counted": 1 + len(live), "credentials": rows})
+    rows, counted = await fleet.credential_rows(gw)
+    await _send_json(send, 200, {"generation": gw.control.info().generation, "workers_counted": counted, "credentials": rows})

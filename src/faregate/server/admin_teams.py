@@ -8,12 +8,12 @@ answers once every live worker has (admin_changes: 503 ``change_unconfirmed`` ot
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate import keyadmin
 from faregate.control import Confirmation
 from faregate.errors import AlreadyExists, RouteNotFound
 from faregate.gateway import Gateway
@@ -21,18 +21,10 @@ from faregate.server import admin_changes as changes
 from faregate.server import admin_input as inputs
 from faregate.server.http import Receive, Scope, Send
 from faregate.store import teams as db
-from faregate.store.base import TeamChanged
 from faregate.store.keys import Conflict
 
-SETTABLE: inputs.Checkers = {
-    "name": inputs.check_name,
-    "metadata": inputs.check_metadata,
-    "enabled": inputs.check_enabled,
-    **inputs.BUDGET_AND_LIMITS,
-}
-COMPUTED = {
-    name: "it is kept by faregate" for name in ("id", "keys", "spent_usd", "reserved_usd", "period_start", "created_at", "updated_at")
-}
+SETTABLE = keyadmin.TEAM_SETTABLE  # the same checks as the dashboard's (faregate.keyadmin)
+COMPUTED = keyadmin.TEAM_COMPUTED
 SHOWN = ("id", "name", "metadata", "enabled", "budget_usd", "budget_period", "spent_usd", "reserved_usd", "period_start", "rpm", "tpm")
 
 
@@ -43,9 +35,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _announce(gw: Gateway, wait: float, team_id: str, action: str) -> Confirmation:
     """Drop the team's keys here, tell every worker, wait until every live one has dropped them too."""
-    if gw.keys is not None:
-        gw.keys.invalidate_team(team_id)
-    return await gw.control.announce([TeamChanged(team_id=team_id, action=action, origin=gw.control.worker_id)], wait)  # type: ignore[arg-type]
+    return await keyadmin.announce_team(gw, wait, team_id, action)
 
 
 async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,13 +55,7 @@ async def _route(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receiv
     wait = changes.timeout(scope)  # refused before anything changes
     rest = path.removeprefix("/admin/teams").strip("/")
     if not rest and method == "POST":
-        fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED, required=("name",))
-        new: dict[str, Any] = {"id": "team_" + secrets.token_hex(8), "metadata": {}, "enabled": True, "budget_usd": None}
-        new.update(budget_period="total", spent_usd=0.0, reserved_usd=0.0, period_start=None, rpm=None, tpm=None, max_parallel=None)
-        new.update(fields)
-        new.update(created_at=now, updated_at=now)
-        await db.insert_team(engine, new)
-        return 201, _public(new)
+        return 201, _public(await keyadmin.create_team(engine, await inputs.body(scope, receive), now))
     if not rest and method == "GET":
         limit, offset = inputs.page(scope)
         rows, total = await db.list_teams(engine, limit, offset)
@@ -85,9 +69,7 @@ async def _route(gw: Gateway, engine: AsyncEngine, scope: Scope, receive: Receiv
     if method == "GET":
         return 200, _public(current)
     if method == "PATCH":
-        fields = inputs.fields(await inputs.body(scope, receive), SETTABLE, COMPUTED)
-        await db.update_team(engine, rest, {**fields, "updated_at": now})
-        done = await _announce(gw, wait, rest, "updated")
+        done = await keyadmin.update_team(gw, engine, rest, await inputs.body(scope, receive), wait, now)
         return changes.answer(200, _public(await db.get_team(engine, rest) or current), done)
     if method == "DELETE":
         await db.delete_team(engine, rest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from faregate.config import runtime
+from faregate.dashboard import app as dashboard
 from faregate.errors import FaregateError, MethodNotAllowed, RouteNotFound
 from faregate.gateway import Gateway
 from faregate.observability import logging as logs
@@ -57,8 +58,10 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/admin/teams": {"GET": admin_teams.handle, "POST": admin_teams.handle},
     "/admin/spend": {"GET": admin_spend.aggregate},
     "/admin/spend/logs": {"GET": admin_spend.logs},
+    "/ui": {"GET": dashboard.handle, "HEAD": dashboard.handle},  # redirected to /ui/ (relative)
 }
 PREFIXES: dict[str, Handler] = {
+    "/ui/": dashboard.handle,  # the dashboard (faregate.dashboard): its pages, sign-in, static files
     "/admin/keys/": admin_keys.handle,  # /admin/keys/{id}[/rotate|/revoke]
     "/admin/teams/": admin_teams.handle,
     "/admin/deployments/": admin_deployments.handle,  # /admin/deployments/{label}/probe, the label URL-encoded

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -88,8 +88,47 @@ spend_log = Table(
     Column("error_code", String(64), nullable=True),
     Column("fallback_from", String(200), nullable=True),
     Column("attempts", Integer, nullable=False),
+    Column("generation", String(40), nullable=True),  # the config generation that served it (None: before 0008)
+    Column("failures", String(1000), nullable=True),  # the attempts that failed: `<deployment>: <error class>; …`
+    Column("upstream_request_id", String(200), nullable=True),  # the upstream's x-request-id of the last reply
 )
 Index("ix_spend_log_ts", spend_log.c.ts)
 Index("ix_spend_log_key_id_ts", spend_log.c.key_id, spend_log.c.ts)
 Index("ix_spend_log_team_id_ts", spend_log.c.team_id, spend_log.c.ts)
 Index("ix_spend_log_model_ts", spend_log.c.model, spend_log.c.ts)
+Index("ix_spend_log_status_ts", spend_log.c.status, spend_log.c.ts)
+Index("ix_virtual_keys_created_at", virtual_keys.c.created_at, virtual_keys.c.id)
+
+# The spend log summed per UTC day and per key, team, model, deployment, and in total: kept by a
+# trigger on spend_log (migration 0008), read by the dashboard so that no page sums a million rows.
+# ``value`` is the key id, team id, model or deployment ('' for none; '' for every ``total`` row).
+spend_daily = Table(
+    "spend_daily",
+    metadata,
+    Column("dim", String(12), primary_key=True),  # key | team | model | deployment | total
+    Column("day", String(10), primary_key=True),
+    Column("value", String(400), primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),  # status < 200 or >= 400, as spend.aggregate counts them
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("unpriced_requests", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index("ix_spend_daily_dim_value_day", spend_daily.c.dim, spend_daily.c.value, spend_daily.c.day)
+
+# Dashboard sessions (faregate.dashboard): the cookie's value is never stored, only its sha256; a
+# row deleted (sign-out) ends the session on every worker at once.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 hex of the session cookie's value
+    Column("role", String(10), nullable=False),  # admin | key
+    Column("principal", String(64), nullable=False),  # admin: the master key's fingerprint; key: the virtual key's id
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),  # absolute end (created_at + the session's lifetime)
+)
+Index("ix_ui_sessions_expires_at", ui_sessions.c.expires_at)
