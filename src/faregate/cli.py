@@ -309,6 +309,33 @@ def init(
     typer.echo(f"next: set -a; . {env}; set +a; faregate check -c {config} && faregate serve -c {config}")
 
 
+@app.command("import-litellm")
+def import_litellm(
+    file: Annotated[Path, typer.Argument(help="a LiteLLM proxy config.yaml")],
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="write the faregate config here (default: stdout)")] = None,
+) -> None:
+    """Convert a LiteLLM proxy config into a faregate config; say on stderr what to set and what was not converted."""
+    from faregate.config.litellm import import_file
+
+    try:
+        imported = import_file(file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from None
+    text = imported.yaml(str(file))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}: {len(imported.config['models'])} model(s), {len(imported.config['providers'])} provider(s)", err=True)
+    for note in imported.secrets:
+        typer.echo(f"secret: {note}", err=True)
+    for note in imported.unconverted:
+        typer.echo(f"not converted: {note}", err=True)
+    typer.echo(f"next: set the variables above, then faregate check -c {out or 'FILE'}", err=True)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

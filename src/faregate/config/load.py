@@ -66,7 +66,28 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+LITELLM_SECTIONS = ("model_list", "litellm_settings", "general_settings", "router_settings")
+
+
 def read_yaml(path: Path) -> Any:
+    """A faregate config file's mapping; a LiteLLM proxy config is refused with the command that converts it."""
+    data = read_mapping(path)
+    found = [name for name in LITELLM_SECTIONS if name in data]
+    if found:
+        raise ConfigError(
+            [
+                Problem(
+                    "(top level)",
+                    f"{path} is a LiteLLM proxy config ({', '.join(found)}), not a faregate config: convert it with "
+                    f"`faregate import-litellm {path} -o faregate.yaml`, then check and serve faregate.yaml",
+                )
+            ]
+        )
+    return data
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (duplicate keys refused), with the problem named by line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -34,7 +34,7 @@ DAY = 86_400.0
 
 async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
-        query = _query(scope, AGGREGATE_PARAMS)
+        query = checked_query(scope, AGGREGATE_PARAMS)
         group_by = _group_by(query.get("group_by", ""))
         limit = inputs.integer(query, "limit", 100, 1, MAX_GROUPS)
         filters = _filters(query)
@@ -46,17 +46,22 @@ async def aggregate(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
 
 async def logs(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     async def run(engine: AsyncEngine) -> tuple[int, dict[str, Any]]:
-        query = _query(scope, LOG_PARAMS)
-        limit = inputs.integer(query, "limit", 50, 1, MAX_PAGE)
-        offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_OFFSET)
-        filters = _filters(query)
-        rows, more = await db.list_rows(engine, filters, limit, offset)
+        rows, limit, offset, more = await log_rows(engine, checked_query(scope, LOG_PARAMS))
         return 200, {"object": "list", "data": rows, "limit": limit, "offset": offset, "has_more": more}
 
     await inputs.answer(gw, scope, send, run)
 
 
-def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str]:
+async def log_rows(engine: AsyncEngine, query: dict[str, str], max_page: int = MAX_PAGE) -> tuple[list[dict[str, Any]], int, int, bool]:
+    """One page of spend rows for checked ``LOG_PARAMS`` (also the LiteLLM-compatible /spend/logs):
+    the rows, the limit and offset applied, and whether more exist."""
+    limit = inputs.integer(query, "limit", 50, 1, max_page)
+    offset = inputs.integer(query, "offset", 0, 0, inputs.MAX_OFFSET)
+    rows, more = await db.list_rows(engine, _filters(query), limit, offset)
+    return rows, limit, offset, more
+
+
+def checked_query(scope: Scope, allowed: frozenset[str]) -> dict[str, str]:
     raw = scope.get("query_string", b"").decode("latin-1")
     try:
         parsed = parse_qs(raw, keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=20)

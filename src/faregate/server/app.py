@@ -17,6 +17,8 @@ from faregate.server import (
     admin_teams,
     anthropic_api,
     azure_api,
+    litellm_api,
+    litellm_health,
     openai_api,
     openai_extra_api,
     ops_api,
@@ -58,11 +60,23 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/admin/teams": {"GET": admin_teams.handle, "POST": admin_teams.handle},
     "/admin/spend": {"GET": admin_spend.aggregate},
     "/admin/spend/logs": {"GET": admin_spend.logs},
+    "/key/generate": {"POST": litellm_api.generate},  # LiteLLM-compatible management routes (README: LiteLLM compatibility)
+    "/key/info": {"GET": litellm_api.info},
+    "/key/update": {"POST": litellm_api.update},
+    "/key/delete": {"POST": litellm_api.delete},
+    "/key/regenerate": {"POST": litellm_api.regenerate},
+    "/spend/logs": {"GET": litellm_api.spend_logs},
+    "/model/info": {"GET": litellm_health.model_info},
+    "/health": {"GET": litellm_health.health},
+    "/health/liveliness": {"GET": litellm_health.liveliness},
+    "/health/liveness": {"GET": litellm_health.liveliness},
+    "/health/readiness": {"GET": litellm_health.readiness},
     "/ui": {"GET": dashboard.handle, "HEAD": dashboard.handle},  # redirected to /ui/ (relative)
 }
 PREFIXES: dict[str, Handler] = {
     "/ui/": dashboard.handle,  # the dashboard (faregate.dashboard): its pages, sign-in, static files
     "/admin/keys/": admin_keys.handle,  # /admin/keys/{id}[/rotate|/revoke]
+    "/key/": litellm_api.regenerate,  # LiteLLM's /key/{key}/regenerate
     "/admin/teams/": admin_teams.handle,
     "/admin/deployments/": admin_deployments.handle,  # /admin/deployments/{label}/probe, the label URL-encoded
     "/v1/models/": openai_api.model,  # /v1/models/{id}, where an id may hold slashes
