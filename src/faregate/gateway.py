@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from faregate.alerts.sender import Notifier
+from faregate.alerts.watch import Sources, Watcher
 from faregate.cache.stores import make_store
 from faregate.config.state import state_dir
 from faregate.control import Controller
@@ -89,6 +91,11 @@ class Gateway:
         self.metrics_dir = metrics_dir
         self.access_log = logs.AccessLog()
         self.spend = SpendLog(outbox_directory(generation.state), self.metrics)
+        self.notifier = Notifier(lambda: self.keyring.current.generation, self.control.bus, self.metrics, self.control.worker_id)
+        sources = Sources(
+            lambda: self.keyring.current, self.health, lambda: self.control.last_error, lambda: self.spend.outbox_rows, lambda: self.engine
+        )
+        self.alerts = Watcher(sources, self.notifier)  # alerts: looked for on a timer, sent off the hot path
         self.turns = Turns()  # how many new requests one loop turn may start (faregate.turns)
         self._tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
@@ -112,6 +119,8 @@ class Gateway:
         self.spawn(self.tokens.run())
         self.spawn(aws.refresh_forever(lambda: self.keyring.current.generation))  # Bedrock's chain keys, before they expire
         self.spawn(self.spend.run(self.engine))
+        self.spawn(self.notifier.run())
+        self.spawn(self.alerts.run())
         self.spawn(memory.trim_when_idle(lambda: self.metrics.in_flight))  # freed memory back to the system once load falls
         if self.metrics_dir is not None:
             self.spawn(self._flush_metrics())
@@ -140,6 +149,7 @@ class Gateway:
             await self.control.bus.unregister(self.control.worker_id)
         await self.control.bus.close()
         await self.upstream.close()
+        self.notifier.close()
         await self.limiter.close()
         await self.cache.close()
         if self.engine is not None:

@@ -136,6 +136,18 @@ class Otlp:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertTarget:
+    """One ``alerts:`` webhook with its URL resolved: a Secret (a Slack webhook URL is one), shown by fingerprint."""
+
+    url: Secret
+    events: frozenset[str]
+    format: str  # slack | json
+    budget_thresholds: tuple[float, ...]
+    cooldown_minutes: float
+    min_interval: float
+
+
+@dataclass(frozen=True, slots=True)
 class Generation:
     id: str
     loaded_at: float
@@ -150,6 +162,7 @@ class Generation:
     prices: Mapping[str, Price]
     watched_files: tuple[Path, ...]
     otlp: Otlp | None = None  # observability.otlp (None: tracing off; faregate.observability.tracing)
+    alerts: tuple[AlertTarget, ...] = ()  # alerts: (faregate.alerts)
     _redactor: Redactor | None = field(default=None, init=False, repr=False, compare=False)  # built on first use
 
     def secrets(self) -> tuple[Secret, ...]:
@@ -159,6 +172,7 @@ class Generation:
         found.extend(part for p in self.providers.values() for h in p.secret_headers for part in h.parts)
         if self.master_key is not None:
             found.append(self.master_key)
+        found.extend(target.url for target in self.alerts)
         return tuple(found)
 
     def rescrub(self) -> None:
@@ -231,6 +245,7 @@ def compile_generation(
     state: StateConfig | None = None,
     secret_headers: Mapping[str, tuple[SecretHeader, ...]] | None = None,
     otlp: Otlp | None = None,
+    alerts: tuple[AlertTarget, ...] = (),
 ) -> Generation:
     """Build the generation from a validated config and already-resolved secrets. Pure but for the clock.
     ``state``: the config's state section with its paths resolved and references expanded (default: as written)."""
@@ -280,6 +295,7 @@ def compile_generation(
         prices=MappingProxyType(prices),
         watched_files=watched_files,
         otlp=otlp,
+        alerts=alerts,
     )
 
 

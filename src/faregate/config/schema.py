@@ -200,9 +200,18 @@ class AlertConfig(Strict):
     url: str = Field(description="the webhook URL (may be a ${ENV} reference: Slack webhook URLs are secrets)")
     events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))  # type: ignore[arg-type]
     format: Literal["slack", "json"] = "slack"
-    budget_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0], description="shares of a key's or team's budget")
+    budget_thresholds: list[float] = Field(
+        default_factory=lambda: [0.8, 1.0], min_length=1, max_length=10, description="shares of a key's or team's budget (0.8 = 80 %)"
+    )
     cooldown_minutes: float = Field(5.0, gt=0, description="a deployment cooling down (or misconfigured) longer than this alerts")
     min_interval: float = Field(300.0, ge=0, description="seconds before the same alert is sent again")
+
+    @field_validator("budget_thresholds")
+    @classmethod
+    def _check_thresholds(cls, thresholds: list[float]) -> list[float]:
+        if any(not 0 < t <= 10 for t in thresholds):
+            raise ValueError("each threshold is a share of the budget: more than 0, at most 10 (0.8 = 80 %, 1.0 = the whole budget)")
+        return thresholds
 
 
 class Config(Strict):

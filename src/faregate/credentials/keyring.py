@@ -19,9 +19,9 @@ from faregate.config.secretlike import credential_header
 from faregate.config.state import resolve_state
 from faregate.credentials import aws, minted
 from faregate.credentials.pool import CredentialPool
-from faregate.credentials.refs import RefError, expand_env, expand_header, resolve_env_ref, resolve_key_file
+from faregate.credentials.refs import RefError, expand_env, expand_header, is_reference, resolve_env_ref, resolve_key_file
 from faregate.errors import ConfigError, Problem
-from faregate.generation import Credential, Generation, Otlp, SecretHeader, compile_generation
+from faregate.generation import AlertTarget, Credential, Generation, Otlp, SecretHeader, compile_generation
 from faregate.routing import dead_fallbacks
 from faregate.types import Secret
 
@@ -93,6 +93,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
     master_key = _master_key(config, env, problems)
     redis_url = _expand("state.redis", config.state.redis, env, problems)
     otlp = _otlp(config, env, problems)
+    alerts = _alerts(config, env, problems)
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     generation = compile_generation(
@@ -106,6 +107,7 @@ def build(path: Path, env: Mapping[str, str] | None = None) -> tuple[Generation,
         state=resolve_state(config.state, base_dir).model_copy(update={"redis": redis_url}),
         secret_headers=secret_headers,
         otlp=otlp,
+        alerts=alerts,
     )
     problems.extend(dead_fallbacks(generation))
     problems.extend(aws.prepare(generation))  # Bedrock's AWS chain: minted at load, never on a request
@@ -173,6 +175,35 @@ def _otlp(config: Config, env: Mapping[str, str] | None, problems: list[Problem]
     if endpoint is None:
         return None
     return Otlp(endpoint=endpoint, headers=tuple(headers), sample_ratio=otlp.sample_ratio, record_content=otlp.record_content)
+
+
+def _alerts(config: Config, env: Mapping[str, str] | None, problems: list[Problem]) -> tuple[AlertTarget, ...]:
+    """``alerts:`` with each webhook URL resolved; the URL is a Secret whatever was written (a Slack
+    webhook URL is a credential), so it is scrubbed from every text and only its fingerprint is shown."""
+    targets: list[AlertTarget] = []
+    for i, alert in enumerate(config.alerts):
+        path = f"alerts[{i}].url"
+        try:
+            url = resolve_env_ref(alert.url, env) if is_reference(alert.url) else Secret(alert.url)
+        except RefError as exc:
+            problems.append(Problem(path, str(exc)))
+            continue
+        if not url.reveal().startswith(("http://", "https://")):
+            problems.append(Problem(path, "not an http:// or https:// URL"))
+            continue
+        if not is_reference(alert.url) and alert.format == "slack":
+            problems.append(Problem(path, "a Slack webhook URL is a secret: write it as a reference (${SLACK_WEBHOOK_URL})", "warning"))
+        targets.append(
+            AlertTarget(
+                url=url,
+                events=frozenset(alert.events),
+                format=alert.format,
+                budget_thresholds=tuple(sorted(set(alert.budget_thresholds))),
+                cooldown_minutes=alert.cooldown_minutes,
+                min_interval=alert.min_interval,
+            )
+        )
+    return tuple(targets)
 
 
 def _master_key(config: Config, env: Mapping[str, str] | None, problems: list[Problem]) -> Secret | None:

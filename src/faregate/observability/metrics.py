@@ -72,6 +72,11 @@ SPEC: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("sink",),
     ),
     "faregate_spend_outbox_rows": ("gauge", "Spend rows in the workers' outbox files waiting for the database", ()),
+    "faregate_alerts_total": (
+        "counter",
+        "Alerts by event and result: sent, failed (every attempt refused or unanswered), deduplicated, rate_limited, dropped",
+        ("event", "result"),
+    ),
 }
 
 Labels = tuple[str, ...]

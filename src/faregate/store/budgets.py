@@ -90,3 +90,18 @@ async def state(engine: AsyncEngine, kind: Kind, id_: str) -> dict[str, Any] | N
     async with engine.connect() as conn:
         row = (await conn.execute(query)).mappings().first()
     return dict(row) if row is not None else None
+
+
+async def near_limit(engine: AsyncEngine, share: float) -> list[dict[str, Any]]:
+    """Every key and team with a budget whose settled spend is at least ``share`` of it (alerts):
+    kind, id, name, budget_usd, budget_period, spent_usd, period_start. Revoked keys are left out."""
+    found: list[dict[str, Any]] = []
+    async with engine.connect() as conn:
+        for kind, t in TABLES.items():
+            query = select(t.c.id, t.c.name, t.c.budget_usd, t.c.budget_period, t.c.spent_usd, t.c.period_start).where(
+                t.c.budget_usd.is_not(None), t.c.budget_usd > 0, t.c.spent_usd >= t.c.budget_usd * share
+            )
+            if kind == "key":
+                query = query.where(t.c.revoked_at.is_(None))
+            found.extend({"kind": kind, **row} for row in (await conn.execute(query)).mappings())
+    return found

@@ -30,6 +30,7 @@ redis.call('PUBLISH', ARGV[1], epoch .. ' ' .. seq .. ' ' .. ARGV[2])
 return {epoch, seq}
 """
 WORKER_PREFIX = "faregate:worker:"
+CLAIM_PREFIX = "faregate:claim:"
 POLL_SECONDS = 0.2
 TIMEOUT_SECONDS = 1.0
 
@@ -113,6 +114,12 @@ class RedisBus:
         except (RedisError, OSError) as exc:
             raise BusError(_describe(exc)) from exc
         return sorted((WorkerInfo.decode(v) for v in values if v is not None), key=lambda w: w.id)
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        try:
+            return bool(await self._redis().set(CLAIM_PREFIX + key, b"1", nx=True, px=max(1, int(ttl * 1000))))
+        except (RedisError, OSError) as exc:
+            raise BusError(_describe(exc)) from exc
 
     async def forget_older_than(self, cutoff: float) -> None:
         return None  # entries expire by themselves

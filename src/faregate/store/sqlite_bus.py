@@ -23,6 +23,7 @@ KEEP_EVENTS_SECONDS = 300.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS control_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, heartbeat REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
@@ -117,6 +118,26 @@ class SqliteBus:
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._run("SELECT body FROM workers ORDER BY id")
         return [WorkerInfo.decode(body) for (body,) in rows]  # type: ignore[arg-type]
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """One upsert that takes the key only if nobody holds it now; changes() says whether it did."""
+        now = time.time()
+
+        def take() -> bool:
+            db = self._connect()
+            db.execute(
+                "INSERT INTO claims (key, until) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET until = excluded.until WHERE claims.until <= ?",
+                (key, now + ttl, now),
+            )
+            taken = int(db.execute("SELECT changes()").fetchone()[0]) == 1
+            db.execute("DELETE FROM claims WHERE until <= ?", (now - KEEP_EVENTS_SECONDS,))
+            return taken
+
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(take)
+            except sqlite3.Error as exc:
+                raise BusError(f"control bus file {self.path.name}: {exc}") from None
 
     async def forget_older_than(self, cutoff: float) -> None:
         await self._run("DELETE FROM workers WHERE heartbeat < ?", (cutoff,))
