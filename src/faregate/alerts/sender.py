@@ -110,9 +110,7 @@ class Notifier:
 
         def send() -> tuple[int | None, float | None]:
             try:
-                reply = http.request(
-                    "POST", target.url.reveal(), body=body, headers={"content-type": "application/json"}, redirect=False
-                )
+                reply = http.request("POST", target.url.reveal(), body=body, headers={"content-type": "application/json"}, redirect=False)
             except urllib3.exceptions.HTTPError:
                 return None, None
             after = reply.headers.get("retry-after")
