@@ -138,6 +138,7 @@ def test_overview_numbers_are_the_admin_apis(world: World) -> None:
     assert HOSTILE in (tab.page.text_content("#top-keys") or "")  # the key's name, as text
     assert tab.page.locator("img").count() == 0
     assert tab.page.locator("#latency-p50").text_content() != "–" and tab.page.locator("#ttfb-p50").text_content() != "–"
+    assert tab.page.text_content("#sampled") == "6"  # the page says what the percentiles are over
     tab.assert_no_errors()
     tab.close()
 

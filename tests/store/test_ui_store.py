@@ -66,3 +66,44 @@ def test_overview_aggregates_in_the_database(database: str) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def test_overview_month_reads_the_daily_sums_and_samples_the_percentiles(database: str) -> None:
+    """The month window is 30 whole UTC days from spend_daily (the same sums as the log's rows);
+    the percentiles are over the window's newest rows only."""
+    now = SINCE + 29 * 86_400 + 3600  # 2024-01-30 01:00 UTC: the window starts 2024-01-01 00:00
+
+    def row(n: int, at: float, status: int = 200, **extra: object) -> dict[str, object]:
+        base = {"request_id": f"d{n}", "ts": at, "endpoint": "chat", "status": status, "latency_ms": float(10 * n), "model": "m"}
+        return spend.prepare({**base, "prompt_tokens": 1, "completion_tokens": 2, "cost_usd": 0.5, **extra})
+
+    async def run() -> None:
+        engine = make_engine(database)
+        try:
+            await upgrade(engine)
+            rows = [
+                row(1, SINCE - 1),  # the day before the window
+                row(2, SINCE),
+                row(3, SINCE + 5 * 86_400 + 10, key_id="k1", team_id="t1"),
+                row(4, SINCE + 5 * 86_400 + 20, status=500, key_id="k1", model="n"),
+                row(5, now - 5, key_id="k2", cost_usd=2.0),
+            ]
+            await spend.insert_rows(engine, rows)
+            found = await overview.overview(engine, overview.WINDOWS["month"], now)
+            assert found.since == SINCE
+            assert found.totals == {"requests": 4, "errors": 1, "prompt_tokens": 4, "completion_tokens": 8, "cost_usd": 3.5}
+            assert len(found.points) == 30 and found.points[0]["start"] == SINCE
+            assert {i: p["requests"] for i, p in enumerate(found.points) if p["requests"]} == {0: 1, 5: 2, 29: 1}
+            assert found.points[5]["errors"] == 1
+            assert [(m["id"], m["requests"], m["cost_usd"]) for m in found.tops["model"]] == [("m", 3, 3.0), ("n", 1, 0.5)]
+            assert [(k["id"], k["requests"]) for k in found.tops["key"]] == [("k2", 1), ("k1", 2), (None, 1)]
+            assert (found.latency, found.sampled) == ({0.5: 30.0, 0.95: 50.0}, 4)
+            newest, held = await overview.sample(engine, SINCE, ("latency_ms",), limit=2)
+            assert (newest, held) == ({"latency_ms": [50.0, 40.0]}, 2)
+            hour = await overview.overview(engine, overview.WINDOWS["hour"], now)
+            assert hour.totals == {"requests": 1, "errors": 0, "prompt_tokens": 1, "completion_tokens": 2, "cost_usd": 2.0}
+            assert [k["id"] for k in hour.tops["key"]] == ["k2"] and hour.sampled == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
