@@ -137,7 +137,8 @@ def spend_rows(sizes: Sizes, seed: int = 14) -> Iterator[tuple[Any, ...]]:
             "fallback_from": None,
             "attempts": 1 if ok else 2,
         }
-        optional = {"generation": "0123456789ab", "failures": None if ok else f"{deployment}: UpstreamError", "upstream_request_id": None}
+        optional = {"generation": "0123456789ab", "failures": None if ok else f"{deployment}: UpstreamError", "upstream_request_id": None,
+                    "cache": None, "saved_usd": None}  # fmt: skip
         values.update({k: v for k, v in optional.items() if k in COLUMNS})
         yield tuple(values[c] for c in COLUMNS)
 

@@ -8,6 +8,7 @@ honoured; tenants never share answers; errors and cut streams are never kept; pu
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,9 +178,30 @@ def test_a_second_identical_request_is_a_hit_that_costs_nothing(world: World) ->
     assert spent(world, key_id) == pytest.approx(cost)  # no reservation, no spend
     row = world.spend_row(rid)
     assert row["cost_usd"] == 0 and row["deployment"] is None and row["status"] == 200 and row["key_id"] == key_id
+    assert row["cache"] == "hit" and row["saved_usd"] == pytest.approx(cost)  # the spend log says why it cost 0
+    missed = world.spend_row(miss["request_id"])
+    assert missed["cache"] == "miss" and missed["saved_usd"] is None and missed["cost_usd"] == pytest.approx(cost)
     metrics = world.admin.get("/metrics").text
     assert 'faregate_cache_total{model="cached",result="hit"}' in metrics
     assert 'faregate_cache_saved_usd_total{model="cached"}' in metrics
+
+
+def test_the_dashboard_says_a_hit_came_from_the_cache_and_what_it_saved(world: World) -> None:
+    client, text = world.openai(), prompt()
+    _, state, miss_id, _ = chat(client, text)
+    _, state_again, hit_id, _ = chat(client, text)
+    assert (state, state_again) == ("miss", "hit")
+    cost = world.spend_row(miss_id)["cost_usd"]
+    assert world.spend_row(hit_id)["cache"] == "hit"
+    with httpx.Client(base_url=world.gw.url + "/ui/", timeout=30) as ui:
+        page = ui.get("signin")
+        csrf = re.search(r'name="csrf-token" content="([^"]*)"', page.text)
+        assert csrf is not None and ui.post("signin", data={"key": MASTER_KEY, "csrf": csrf.group(1)}).status_code == 303
+        listed = ui.get("requests", params={"request_id": hit_id}).text
+        assert f"hit, saved ${cost:.6f}" in listed and "<em>response cache</em>" in listed
+        story = ui.get("request", params={"id": hit_id}).text
+        assert f"served from the response cache, saved ${cost:.6f}" in story
+        assert "miss" in ui.get("requests", params={"request_id": miss_id}).text.split('class="cache">')[1][:20]
 
 
 def test_a_plain_miss_replays_as_a_stream_and_a_streamed_miss_as_a_plain_reply(world: World) -> None:

@@ -105,3 +105,37 @@ def test_a_stopped_writers_outbox_is_replayed_by_the_next_one(tmp_path: Path) ->
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def test_an_outbox_written_before_migration_0009_is_replayed(tmp_path: Path) -> None:
+    """Outbox lines of an older faregate lack 0009's columns (cache, saved_usd): replayed all the same."""
+
+    async def run() -> None:
+        import orjson
+
+        engine = make_engine(f"sqlite:///{tmp_path}/state.db")
+        first = SpendLog(tmp_path / "outbox", Metrics())
+        task = asyncio.create_task(first.run(engine))
+        for i in range(3):
+            first.record(row(i))
+        await until(lambda: first.outbox_rows == 3)
+        await first.close()
+        await asyncio.gather(task, return_exceptions=True)
+        (left,) = (tmp_path / "outbox").glob("outbox-*.jsonl")
+        old = [orjson.loads(line) for line in left.read_bytes().splitlines()]
+        assert all("cache" in r and "saved_usd" in r for r in old)
+        left.write_bytes(b"".join(orjson.dumps({k: v for k, v in r.items() if k not in ("cache", "saved_usd")}) + b"\n" for r in old))
+
+        await upgrade(engine)
+        metrics = Metrics()
+        second = SpendLog(tmp_path / "outbox", metrics)
+        task = asyncio.create_task(second.run(engine))
+        try:
+            await until(lambda: sinks(metrics).get("replayed") == 3)
+            assert await stored(engine) == [f"req-{i:04d}" for i in range(3)]
+            await second.close()
+        finally:
+            task.cancel()
+            await engine.dispose()
+
+    asyncio.run(run())

@@ -343,4 +343,6 @@ def spend_row(ex: Exchange, elapsed: float) -> dict[str, Any]:
         "generation": ex.generation.id if ex.generation else None,
         "failures": "; ".join([f"{label}: {kind}" for label, kind in ex.failures]) if ex.failures else None,
         "upstream_request_id": ex.upstream_request_id,
+        "cache": ex.cache,
+        "saved_usd": ex.saved_cost,
     }

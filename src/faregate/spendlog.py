@@ -163,6 +163,11 @@ class SpendLog:
             self.outbox = None
 
     # sinks ----------------------------------------------------------------------------------------
+    async def _insert_kept(self, rows: list[Row]) -> int:
+        """Outbox rows, prepared again: one written by an older faregate lacks the newer columns
+        (0009's cache, saved_usd), which the positional INSERT needs present (None)."""
+        return await self._insert([spend.prepare(row) for row in rows])
+
     async def _insert(self, rows: list[Row], timeout: float = WRITE_TIMEOUT) -> int:
         """Insert, setting aside rows the database refuses; the number inserted. Raises UNAVAILABLE errors."""
         assert self.engine is not None
@@ -229,7 +234,7 @@ class SpendLog:
         replayed = 0
         if self.outbox is not None:
             try:
-                replayed = await replay(self.outbox, self._insert)
+                replayed = await replay(self.outbox, self._insert_kept)
             except UNAVAILABLE:
                 return
             await asyncio.to_thread(self.outbox.clear)
@@ -247,7 +252,7 @@ class SpendLog:
             if claimed is None:
                 continue  # a live worker's
             try:
-                replayed = await replay(claimed, self._insert)
+                replayed = await replay(claimed, self._insert_kept)
             except UNAVAILABLE as exc:
                 log.warning(f"spend log: cannot replay {path.name} now ({_describe(exc)}); retrying later")
                 return

@@ -91,6 +91,8 @@ spend_log = Table(
     Column("generation", String(40), nullable=True),  # the config generation that served it (None: before 0008)
     Column("failures", String(1000), nullable=True),  # the attempts that failed: `<deployment>: <error class>; …`
     Column("upstream_request_id", String(200), nullable=True),  # the upstream's x-request-id of the last reply
+    Column("cache", String(16), nullable=True),  # response cache: hit | miss | no_cache | no_store | uncacheable (None: off; before 0009)
+    Column("saved_usd", Float, nullable=True),  # a cache hit: what the cached answer cost (the hit cost 0)
 )
 Index("ix_spend_log_ts", spend_log.c.ts)
 Index("ix_spend_log_key_id_ts", spend_log.c.key_id, spend_log.c.ts)

@@ -191,7 +191,7 @@ class RequestQuery:
 
 
 LISTED = ("request_id", "ts", "key_id", "team_id", "model", "deployment", "status", "error_code", "stream", "prompt_tokens",
-          "completion_tokens", "cost_usd", "latency_ms", "attempts", "fallback_from")  # fmt: skip
+          "completion_tokens", "cost_usd", "latency_ms", "attempts", "fallback_from", "cache", "saved_usd")  # fmt: skip
 
 
 async def find_requests(
