@@ -19,7 +19,7 @@ from faregate.types import fingerprint
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.support.browser import Browser, Tab
 from tests.support.configs import UPSTREAM_ENV, UPSTREAM_KEY
-from tests.support.nginx import SITE_CONF, Nginx
+from tests.support.nginx import MAIN_CONF, Nginx
 from tests.support.procs import MASTER_KEY, GatewayProcess
 from tests.support.raw_http import make_ca
 
@@ -239,7 +239,7 @@ def test_behind_a_tls_proxy_under_a_path_prefix(world: World, tmp_path: Path) ->
     assert ca is not None, "openssl is needed to make the proxy's certificate"
     proxy = Nginx(tmp_path, world.gw.port, tls=ca)
     site = PREFIXED_SITE.format(port=proxy.port, cert=ca.cert, key=ca.key, upstream=world.gw.port)
-    (proxy.dir / "nginx.conf").write_text(SITE_CONF.format(dir=proxy.dir, site=site))
+    (proxy.dir / "nginx.conf").write_text(MAIN_CONF.format(dir=proxy.dir, site=site))
     with proxy:
         tab = world.browser.page(ignore_https_errors=True)
         ui = proxy.url + "/llm/ui/"

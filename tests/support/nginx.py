@@ -15,37 +15,8 @@ from tests.support.raw_http import LoopbackCA
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "examples" / "nginx" / "faregate.conf"
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream faregate {{ server 127.0.0.1:{upstream_port}; keepalive 8; }}
-  server {{
-    listen 127.0.0.1:{port}{listen_tls};{tls}
-    location / {{
-      proxy_pass http://faregate;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_read_timeout {read_timeout}s;  # nginx cuts a response silent for this long (default 60s)
-      # nginx's defaults: response buffering ON. faregate's X-Accel-Buffering: no must turn it off.
-      {directives}
-    }}
-  }}
-}}
-"""
-
-
-SITE_CONF = """
+# nginx.conf around the site (every path inside the test's folder): {site} is one site's upstream and server blocks
+MAIN_CONF = """
 daemon off;
 master_process off;
 worker_processes 1;
@@ -62,6 +33,20 @@ http {{
 {site}
 }}
 """
+# the tests' own site: nginx's defaults (response buffering on) but for what each test sets
+DEFAULT_SITE = """
+  upstream faregate {{ server 127.0.0.1:{upstream_port}; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{port}{listen_tls};{tls}
+    location / {{
+      proxy_pass http://faregate;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_read_timeout {read_timeout}s;  # nginx cuts a response silent for this long (default 60s)
+      # nginx's defaults: response buffering ON. faregate's X-Accel-Buffering: no must turn it off.
+      {directives}
+    }}
+  }}"""
 
 
 def example_site(port: int, upstream_port: int, tls: LoopbackCA | None) -> str:
@@ -109,19 +94,17 @@ class Nginx:
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         certificate = f"\n    ssl_certificate {tls.cert};\n    ssl_certificate_key {tls.key};" if tls else ""
         if site:
-            (self.dir / "nginx.conf").write_text(SITE_CONF.format(dir=self.dir, site=example_site(self.port, upstream_port, tls)))
+            text = example_site(self.port, upstream_port, tls)
         else:
-            (self.dir / "nginx.conf").write_text(
-                NGINX_CONF.format(
-                    dir=self.dir,
-                    port=self.port,
-                    upstream_port=upstream_port,
-                    read_timeout=read_timeout,
-                    directives=directives,
-                    listen_tls=" ssl" if tls else "",
-                    tls=certificate,
-                )
+            text = DEFAULT_SITE.format(
+                port=self.port,
+                upstream_port=upstream_port,
+                read_timeout=read_timeout,
+                directives=directives,
+                listen_tls=" ssl" if tls else "",
+                tls=certificate,
             )
+        (self.dir / "nginx.conf").write_text(MAIN_CONF.format(dir=self.dir, site=text))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Nginx:
