@@ -53,7 +53,7 @@ run: install-runtime
 	FAREGATE_MASTER_KEY=$${FAREGATE_MASTER_KEY:-$(DEMO_KEY)} $(VENV)/bin/faregate serve -c examples/demo.yaml --host '$(HOST)' --port '$(PORT)'
 
 test: install system-deps
-	$(PY) -m pytest -n 2  # two test processes: most tests wait on real servers and subprocesses
+	$(PY) -m pytest -n 3  # three test processes on two cores: most tests wait on real servers and subprocesses
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
