@@ -9,6 +9,7 @@ is the system package (``chromium`` in the Makefile's APT_PACKAGES).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from tests.support.procs import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's, committed
+SCREENSHOTS = ROOT / "docs" / "screenshots"  # the README's, committed: rewritten only when asked (a test run leaves git clean)
+README_SHOTS = os.environ.get("FAREGATE_README_SCREENSHOTS") == "1"
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -90,11 +92,12 @@ class Tab:
         assert not self.errors, f"console or page errors: {self.errors}"
 
     def screenshot(self, name: str, *, readme: str | None = None) -> Path:
-        """Save a full-page PNG as tests/artifacts/NAME.png (and as docs/screenshots/README.png for the README)."""
+        """Save a full-page PNG as tests/artifacts/NAME.png (and, with FAREGATE_README_SCREENSHOTS=1 in the
+        environment, as docs/screenshots/README.png for the README)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
-        if readme:
+        if readme and README_SHOTS:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, SCREENSHOTS / f"{readme}.png")
         return path
