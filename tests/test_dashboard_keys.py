@@ -44,10 +44,7 @@ class World:
 
     def admin(self) -> Tab:
         tab = self.browser.page()
-        tab.goto(self.ui + "signin")
-        tab.page.fill("input[name=key]", MASTER_KEY)
-        with tab.page.expect_navigation(wait_until="networkidle"):
-            tab.page.click("form.signin button[type=submit]")
+        tab.sign_in(self.ui, MASTER_KEY)
         return tab
 
     def sdk(self, secret: str) -> openai.OpenAI:
@@ -189,10 +186,7 @@ def test_edit_and_rotate_with_grace(world: World) -> None:
 
 def test_a_virtual_key_session_and_a_forged_post_cannot_change_keys(world: World) -> None:
     tab = world.browser.page()
-    tab.goto(world.ui + "signin")
-    tab.page.fill("input[name=key]", world.hostile["key"])
-    with tab.page.expect_navigation(wait_until="networkidle"):
-        tab.page.click("form.signin button[type=submit]")
+    tab.sign_in(world.ui, world.hostile["key"])
     for page in (
         "keys",
         f"vkey?id={world.hostile['id']}",

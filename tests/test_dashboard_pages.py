@@ -70,15 +70,8 @@ class World:
 
     def tab(self, key: str) -> Tab:
         tab = self.browser.page()
-        sign_in(tab, self.ui, key)
+        tab.sign_in(self.ui, key)
         return tab
-
-
-def sign_in(tab: Tab, ui: str, key: str) -> None:
-    tab.goto(ui + "signin")
-    tab.page.fill("input[name=key]", key)
-    with tab.page.expect_navigation(wait_until="networkidle"):
-        tab.page.click("form.signin button[type=submit]")
 
 
 def spend_total(gw: GatewayProcess) -> dict[str, object]:
@@ -245,7 +238,7 @@ def test_behind_a_tls_proxy_under_a_path_prefix(world: World, tmp_path: Path) ->
         ui = proxy.url + "/llm/ui/"
         tab.goto(proxy.url + "/llm/ui")  # redirected to /llm/ui/, then to the sign-in page
         assert tab.page.url == ui + "signin"
-        sign_in(tab, ui, MASTER_KEY)
+        tab.sign_in(ui, MASTER_KEY)
         assert tab.page.url == ui
         cookie = next(c for c in tab.context.cookies() if c["name"] == "faregate_session")
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/llm/ui"

@@ -61,10 +61,7 @@ class World:
 
     def admin(self) -> Tab:
         tab = self.browser.page()
-        tab.goto(self.ui + "signin")
-        tab.page.fill("input[name=key]", MASTER_KEY)
-        with tab.page.expect_navigation(wait_until="networkidle"):
-            tab.page.click("form.signin button[type=submit]")
+        tab.sign_in(self.ui, MASTER_KEY)
         return tab
 
     def api(self, path: str) -> Any:

@@ -53,6 +53,13 @@ class Tab:
     errors: list[str] = field(default_factory=list)  # console errors and uncaught page errors
     responses: list[Fetched] = field(default_factory=list)
 
+    def sign_in(self, ui: str, key: str) -> None:
+        """Sign in on the dashboard at ``ui`` (its URL, ending in /) with a master or virtual key."""
+        self.goto(ui + "signin")
+        self.page.fill("input[name=key]", key)
+        with self.page.expect_navigation(wait_until="networkidle"):
+            self.page.click("form.signin button[type=submit]")
+
     def goto(self, url: str) -> Fetched:
         """Open ``url`` and wait until the network is idle (every script's fetch answered)."""
         response = self.page.goto(url, wait_until="networkidle")
