@@ -119,27 +119,24 @@ def test_the_responses_diagonal_stays_under_its_own_ceilings() -> None:
     assert per_event <= RESPONSES_PER_EVENT, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
 
 
-@pytest.mark.parametrize("direction", sorted(TRANSLATED))
-def test_each_translated_direction_stays_under_its_own_ceilings(direction: str) -> None:
-    kind, client, plain_ceiling, stream_ceiling, events, event_ceiling = TRANSLATED[direction]
-    plain = count_calls(requests=200, stream=False, log=True, kind=kind, client=client)
+def _within_ceilings(entry: tuple[str, str, int, int, tuple[int, int], int], plain_requests: int, stream_requests: int) -> None:
+    """One translated direction (a TRANSLATED or MORE_TRANSLATED entry) under its plain, stream and per-event ceilings."""
+    kind, client, plain_ceiling, stream_ceiling, events, event_ceiling = entry
+    plain = count_calls(requests=plain_requests, stream=False, log=True, kind=kind, client=client)
     assert plain.per_request <= plain_ceiling, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
-    short = count_calls(requests=100, stream=True, log=True, chunks=5, kind=kind, client=client)
-    long = count_calls(requests=100, stream=True, log=True, chunks=15, kind=kind, client=client)
+    short = count_calls(requests=stream_requests, stream=True, log=True, chunks=5, kind=kind, client=client)
+    long = count_calls(requests=stream_requests, stream=True, log=True, chunks=15, kind=kind, client=client)
     per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
     assert (short.events, long.events) == events
     assert short.per_request <= stream_ceiling, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
     assert per_event <= event_ceiling, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+
+
+@pytest.mark.parametrize("direction", sorted(TRANSLATED))
+def test_each_translated_direction_stays_under_its_own_ceilings(direction: str) -> None:
+    _within_ceilings(TRANSLATED[direction], plain_requests=200, stream_requests=100)
 
 
 @pytest.mark.parametrize("direction", sorted(MORE_TRANSLATED))
 def test_each_other_translated_direction_stays_under_its_own_ceilings(direction: str) -> None:
-    kind, client, plain_ceiling, stream_ceiling, events, event_ceiling = MORE_TRANSLATED[direction]
-    plain = count_calls(requests=50, stream=False, log=True, kind=kind, client=client)
-    assert plain.per_request <= plain_ceiling, f"{plain.per_request:.1f} calls per request; top callers:\n{top(plain)}"
-    short = count_calls(requests=30, stream=True, log=True, chunks=5, kind=kind, client=client)
-    long = count_calls(requests=30, stream=True, log=True, chunks=15, kind=kind, client=client)
-    per_event = (long.calls - short.calls) / short.requests / (long.events - short.events)
-    assert (short.events, long.events) == events
-    assert short.per_request <= stream_ceiling, f"{short.per_request:.1f} calls per stream of {short.events} events:\n{top(short)}"
-    assert per_event <= event_ceiling, f"{per_event:.1f} calls per SSE event; top callers of the longer stream:\n{top(long)}"
+    _within_ceilings(MORE_TRANSLATED[direction], plain_requests=50, stream_requests=30)
